@@ -1,0 +1,257 @@
+"""FastAPI application factory shared by every API function.
+
+One place maps every error to the OCPI envelope (status_codes.asciidoc):
+- invalid JSON -> HTTP 400 + 2001; a body or parameter that violates the model -> 2001 naming it;
+- missing/unknown token -> HTTP 401 in the envelope; unknown route -> 404, wrong verb -> 405;
+- any other exception -> HTTP 500 + 3000 (our fault, logged), never FastAPI's bare `{"detail": ...}`.
+It also echoes X-Request-ID / X-Correlation-ID (generated when missing) and bounds body size.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared import jsonutil
+from shared.auth import Caller, authenticate
+from shared.config import get_settings
+from shared.envelope import OcpiResponse, error_response
+from shared.errors import (
+    InvalidParameters,
+    MethodNotAllowed,
+    NotFound,
+    OcpiError,
+    PayloadTooLarge,
+    ServerError,
+)
+from shared.logs import logger
+from shared.models.types import CiString
+from shared.store import get_store
+
+SUPPORTED_VERSIONS = ("2.2.1",)
+
+
+# ------------------------------------------------------------------ validation helpers
+def describe_validation(err: ValidationError | RequestValidationError, prefix: str = "") -> str:
+    parts = []
+    for e in err.errors()[:10]:
+        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "body")
+        parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    return "Invalid or missing parameters: " + "; ".join(parts)
+
+
+def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
+    """Validate a parsed JSON value against a model; a violation is a 2001 naming the field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise InvalidParameters(describe_validation(err, prefix)) from err
+
+
+async def json_body(request: Request) -> Any:
+    """The request body parsed as JSON (numbers as Decimal); invalid JSON -> HTTP 400 + 2001."""
+    raw = await request.body()
+    if len(raw) > get_settings().max_body_bytes:
+        raise PayloadTooLarge()
+    if not raw.strip():
+        raise InvalidParameters("Request body is empty")
+    try:
+        return jsonutil.loads(raw)
+    except (ValueError, UnicodeDecodeError) as err:
+        raise InvalidParameters("Request body is not valid JSON") from err
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    data = await json_body(request)
+    if not isinstance(data, dict):
+        raise InvalidParameters("Request body must be a JSON object")
+    return data
+
+
+# ------------------------------------------------------------------ auth dependencies
+def caller(request: Request) -> Caller:
+    """Dependency: a registered partner (token C)."""
+    found = authenticate(get_store(), request.headers.get("authorization"))
+    request.state.partner_id = found.partner_id
+    return found
+
+
+def caller_or_registration(request: Request) -> Caller:
+    """Dependency for versions and credentials: token A is accepted too."""
+    found = authenticate(get_store(), request.headers.get("authorization"), allow_registration=True)
+    request.state.partner_id = found.partner_id
+    return found
+
+
+def check_version(version: str) -> str:
+    if version not in SUPPORTED_VERSIONS:
+        raise NotFound(f"Unknown OCPI version {version[:16]!r}")
+    return version
+
+
+_CC = CiString(2)
+_PID = CiString(3)
+
+
+class RoutingHeaders(BaseModel):
+    from_country_code: _CC | None = None  # type: ignore[valid-type]
+    from_party_id: _PID | None = None  # type: ignore[valid-type]
+    to_country_code: _CC | None = None  # type: ignore[valid-type]
+    to_party_id: _PID | None = None  # type: ignore[valid-type]
+
+
+def routing_headers(request: Request) -> RoutingHeaders:
+    """OCPI-from/to-* headers of functional modules (transport_and_format, Message Routing).
+
+    Optional (peer-to-peer partners often omit them); when present they must be valid and the
+    'from' party must be one the caller holds, the 'to' party one of ours."""
+    h = request.headers
+    data = {
+        "from_country_code": h.get("ocpi-from-country-code"),
+        "from_party_id": h.get("ocpi-from-party-id"),
+        "to_country_code": h.get("ocpi-to-country-code"),
+        "to_party_id": h.get("ocpi-to-party-id"),
+    }
+    return validate(RoutingHeaders, {k: v for k, v in data.items() if v is not None}, prefix="header.")
+
+
+def check_routing(routing: RoutingHeaders, who: Caller) -> None:
+    if routing.from_country_code and routing.from_party_id:
+        if not who.holds_party(routing.from_country_code, routing.from_party_id):
+            raise InvalidParameters("OCPI-from-* headers name a party that is not yours")
+    if routing.to_country_code and routing.to_party_id:
+        if get_settings().own_party(routing.to_country_code, routing.to_party_id) is None:
+            raise InvalidParameters("OCPI-to-* headers name a party that is not ours")
+
+
+def public_base_url(request: Request) -> str:
+    """Our public base URL: OCPI_PUBLIC_URL, else API Gateway's host and stage, else the request's."""
+    configured = get_settings().public_url
+    if configured:
+        return configured
+    event = request.scope.get("aws.event") or {}
+    ctx = event.get("requestContext") or {}
+    domain = ctx.get("domainName")
+    if domain:
+        stage = ctx.get("stage")
+        if stage and domain.endswith(".amazonaws.com") and stage != "$default":
+            return f"https://{domain}/{stage}"
+        return f"https://{domain}"
+    return str(request.base_url).rstrip("/")
+
+
+def url_without_query(request: Request) -> str:
+    return public_base_url(request) + request.url.path
+
+
+# ------------------------------------------------------------------ middleware
+class RequestContextMiddleware:
+    """Echo X-Request-ID / X-Correlation-ID (generate when missing), refuse oversized bodies,
+    and log one line per request without personal data (no paths: they carry token uids)."""
+
+    def __init__(self, app: ASGIApp, module: str) -> None:
+        self.app = app
+        self.module = module
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        request_id = headers.get("x-request-id") or str(uuid.uuid4())
+        correlation_id = headers.get("x-correlation-id") or str(uuid.uuid4())
+        request_id, correlation_id = request_id[:64], correlation_id[:64]
+        scope.setdefault("state", {})
+        scope["state"]["request_id"] = request_id
+        scope["state"]["correlation_id"] = correlation_id
+        started = time.perf_counter()
+        status_holder: dict[str, Any] = {"status": 500}
+        extra = [
+            (b"x-request-id", request_id.encode("latin-1")),
+            (b"x-correlation-id", correlation_id.encode("latin-1")),
+        ]
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                status_holder["started"] = True
+                message = dict(message)
+                message["headers"] = [*list(message.get("headers", [])), *extra]
+            await send(message)
+
+        length = headers.get("content-length")
+        try:
+            too_large = length is not None and int(length) > get_settings().max_body_bytes
+        except ValueError:
+            too_large = True
+        if too_large:
+            await error_response(PayloadTooLarge())(scope, receive, send_wrapper)
+        else:
+            try:
+                await self.app(scope, receive, send_wrapper)
+            except Exception:
+                # Our fault, not the client's: 500 + 3000 in the envelope, details only in the log.
+                logger.exception("unhandled error", extra={"ocpi_module": self.module, "request_id": request_id})
+                if status_holder.get("started"):
+                    raise
+                await error_response(ServerError("Internal server error"))(scope, receive, send_wrapper)
+        logger.info(
+            "request",
+            extra={
+                "ocpi_module": self.module,
+                "method": scope.get("method"),
+                "status": status_holder["status"],
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                "request_id": request_id,
+                "correlation_id": correlation_id,
+                "partner_id": scope["state"].get("partner_id"),
+            },
+        )
+
+
+# ------------------------------------------------------------------ app factory
+def create_app(module: str, routers: list[Any] | None = None) -> FastAPI:
+    app = FastAPI(
+        title=f"OCPI {module}",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/ocpi/openapi/" + module + ".json",
+    )
+
+    @app.exception_handler(OcpiError)
+    async def _ocpi_error(request: Request, err: OcpiError) -> OcpiResponse:
+        return error_response(err)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, err: RequestValidationError) -> OcpiResponse:
+        if any(e.get("type") == "json_invalid" for e in err.errors()):
+            return error_response(InvalidParameters("Request body is not valid JSON"))
+        return error_response(InvalidParameters(describe_validation(err)))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, err: StarletteHTTPException) -> OcpiResponse:
+        if err.status_code == 405:
+            return error_response(MethodNotAllowed())
+        if err.status_code == 404:
+            return error_response(NotFound("Not found"))
+        return OcpiResponse(None, status_code=2000, message=str(err.detail), http_status=err.status_code)
+
+    for router in routers or []:
+        app.include_router(router)
+    app.add_middleware(RequestContextMiddleware, module=module)
+    return app
+
+
+def handler_for(app: FastAPI) -> Callable:
+    from mangum import Mangum
+
+    return Mangum(app, lifespan="off")

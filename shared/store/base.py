@@ -1,0 +1,153 @@
+"""The data-access interface. Services depend on these protocols only, so business logic is unit
+tested on `MemoryStore` and integration tested on `DynamoStore` (moto) with the same tests.
+
+Semantics every implementation keeps (docs/store.md has the DynamoDB key schema):
+- Objects are stored per owner party (country_code, party_id) and per module; ids are compared
+  case-insensitively (CiString) by upper-casing them in keys, while bodies keep the sent case.
+- A write carries the object's `last_updated`; a write older than what is stored is not applied
+  (conditional write) and reports `WriteResult.STALE`. Equal timestamps overwrite (idempotent retry).
+- Children (the EVSEs of a location) are separate items, so a change to one child is one small
+  write whose cost does not depend on the number of siblings; a GET still returns the parent whole.
+- Lists are ordered by (last_updated, key) ascending, in one partition per collection.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.models.types import sortable_datetime
+
+
+class WriteResult(enum.Enum):
+    CREATED = "created"
+    UPDATED = "updated"
+    STALE = "stale"  # stored object is newer: nothing was written
+
+
+class ObjectMissing(LookupError):
+    """PATCH/child write on an object (or child) that does not exist."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    module: str
+    country_code: str
+    party_id: str
+    object_id: str
+    variant: str = ""  # e.g. the token type: tokens are unique per (uid, type)
+
+    def __post_init__(self) -> None:
+        if len(self.country_code) != 2 or len(self.party_id) != 3:
+            raise ValueError("country_code must have 2 and party_id 3 characters")
+
+    @property
+    def owner(self) -> str:
+        return f"{self.country_code.upper()}*{self.party_id.upper()}"
+
+
+@dataclass
+class Child:
+    child_id: str
+    body: dict[str, Any]
+    last_updated: datetime
+    order: int = 0
+
+
+@dataclass
+class StoredObject:
+    ref: ObjectRef
+    body: dict[str, Any]
+    last_updated: str  # sortable form (types.sortable_datetime)
+    collection: str
+    meta: dict[str, Any] = field(default_factory=dict)
+    children: list[Child] = field(default_factory=list)
+
+
+@dataclass
+class Page:
+    items: list[StoredObject]
+    total: int
+    next_offset: int | None  # None on the last page
+    next_cursor: str | None  # opaque continuation for the Link header
+
+
+@dataclass(frozen=True)
+class ListQuery:
+    collection: str
+    module: str
+    date_from: datetime | None = None
+    date_to: datetime | None = None
+    offset: int = 0
+    limit: int = 100
+    cursor: str | None = None
+
+
+def lu_key(dt: datetime) -> str:
+    return sortable_datetime(dt)
+
+
+class ObjectStore(Protocol):
+    def get(self, ref: ObjectRef) -> StoredObject | None: ...
+
+    def put(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        children: Sequence[Child] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> WriteResult: ...
+
+    def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult: ...
+
+    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult: ...
+
+    def patch_child(
+        self, ref: ObjectRef, child_id: str, fields: dict[str, Any], last_updated: datetime
+    ) -> WriteResult: ...
+
+    def delete(self, ref: ObjectRef) -> bool: ...
+
+    def list(self, query: ListQuery) -> Page: ...
+
+
+# ------------------------------------------------------------------ partners and credentials tokens
+@dataclass
+class TokenRecord:
+    """A credentials token we accept, stored under its keyed hash only."""
+
+    token_hash: str
+    partner_id: str
+    kind: str  # "A" (registration, single use) or "C" (a registered partner's token)
+    expires_at: int | None = None  # epoch seconds, for kind A
+
+
+class PartnerStore(Protocol):
+    def get_token(self, token_hash: str) -> TokenRecord | None: ...
+
+    def put_token(self, record: TokenRecord) -> None: ...
+
+    def consume_token(self, token_hash: str) -> TokenRecord | None:
+        """Delete a single-use token atomically; returns it, or None if it was already gone."""
+        ...
+
+    def delete_token(self, token_hash: str) -> None: ...
+
+    def get_partner(self, partner_id: str) -> dict[str, Any] | None: ...
+
+    def put_partner(self, partner: dict[str, Any]) -> None: ...
+
+    def list_partners(self) -> list[dict[str, Any]]: ...
+
+    def claim_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> list[tuple]:
+        """Claim (role, country_code, party_id) keys for a partner; returns the keys another partner
+        already holds (nothing is claimed then)."""
+        ...
+
+    def release_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> None: ...

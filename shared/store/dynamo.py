@@ -1,0 +1,568 @@
+"""DynamoDB implementation of the store interfaces (one table, see keys.py)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError as BotoClientError
+
+from shared import jsonutil
+from shared.errors import InvalidParameters, ServiceUnavailable
+from shared.models.types import format_datetime, parse_datetime
+from shared.store import keys
+from shared.store.base import (
+    Child,
+    ListQuery,
+    ObjectMissing,
+    ObjectRef,
+    Page,
+    StoredObject,
+    TokenRecord,
+    WriteResult,
+    lu_key,
+)
+
+_ser = TypeSerializer()
+_deser = TypeDeserializer()
+_CAP = {"ReturnConsumedCapacity": "TOTAL"}
+_THROTTLE = {"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"}
+
+
+def _av(value: Any) -> dict:
+    return _ser.serialize(jsonutil.to_decimal_tree(value))
+
+
+def _item(d: dict[str, Any]) -> dict[str, dict]:
+    return {k: _av(v) for k, v in d.items() if v is not None}
+
+
+def _plain(item: dict[str, dict]) -> dict[str, Any]:
+    return {k: _deser.deserialize(v) for k, v in item.items()}
+
+
+def _code(err: BotoClientError) -> str:
+    return err.response.get("Error", {}).get("Code", "")
+
+
+def _raise_throttle(err: BotoClientError) -> None:
+    if _code(err) in _THROTTLE:
+        raise ServiceUnavailable("Storage is busy, retry later") from err
+
+
+class DynamoStore:
+    """ObjectStore and PartnerStore on one DynamoDB table."""
+
+    def __init__(self, client: Any, table_name: str) -> None:
+        self.client = client
+        self.table = table_name
+
+    # ------------------------------------------------------------------ helpers
+    def _call(self, op: str, **kwargs: Any) -> dict:
+        try:
+            return getattr(self.client, op)(TableName=self.table, **_CAP, **kwargs)
+        except BotoClientError as err:
+            _raise_throttle(err)
+            raise
+
+    def _query_all(self, **kwargs: Any) -> list[dict]:
+        items: list[dict] = []
+        while True:
+            resp = self._call("query", **kwargs)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                return items
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+
+    def _batch_write(self, requests: list[dict]) -> None:
+        for i in range(0, len(requests), 25):
+            pending = {self.table: requests[i : i + 25]}
+            attempt = 0
+            while pending:
+                resp = self.client.batch_write_item(RequestItems=pending, **_CAP)
+                pending = resp.get("UnprocessedItems") or {}
+                if pending:
+                    attempt += 1
+                    if attempt > 8:
+                        raise ServiceUnavailable("Storage is busy, retry later")
+                    time.sleep(min(0.05 * 2**attempt, 1.0))
+
+    # ------------------------------------------------------------------ objects
+    def get(self, ref: ObjectRef) -> StoredObject | None:
+        pk = keys.object_pk(ref)
+        items = self._query_all(
+            KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}}
+        )
+        header = None
+        children: list[Child] = []
+        for raw in items:
+            it = _plain(raw)
+            if it["SK"] == keys.HEADER_SK:
+                header = it
+            elif it["SK"].startswith(keys.CHILD_PREFIX):
+                children.append(
+                    Child(
+                        child_id=it["SK"][len(keys.CHILD_PREFIX) :],
+                        body=jsonutil.from_dynamo_tree(it.get("body", {})),
+                        last_updated=parse_datetime(it["lu"]),
+                        order=int(it.get("ord", 0)),
+                    )
+                )
+        if header is None:
+            return None
+        children.sort(key=lambda c: (c.order, c.child_id))
+        return self._stored(ref, header, children)
+
+    @staticmethod
+    def _stored(ref: ObjectRef, it: dict, children: list[Child] | None = None) -> StoredObject:
+        return StoredObject(
+            ref=ref,
+            body=jsonutil.from_dynamo_tree(it.get("body", {})),
+            last_updated=it.get("lu", ""),
+            collection=it.get("col", ""),
+            meta=jsonutil.from_dynamo_tree(it.get("meta", {})),
+            children=children or [],
+        )
+
+    def put(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        children: Sequence[Child] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        pk = keys.object_pk(ref)
+        lu = lu_key(last_updated)
+        item = {
+            "PK": pk,
+            "SK": keys.HEADER_SK,
+            "GSI1PK": keys.list_pk(ref.module, collection),
+            "GSI1SK": keys.list_sk(lu, pk),
+            "mod": ref.module,
+            "cc": ref.country_code.upper(),
+            "pid": ref.party_id.upper(),
+            "oid": ref.object_id,
+            "var": ref.variant or None,
+            "lu": lu,
+            "col": collection,
+            "body": body,
+            "meta": meta or {},
+        }
+        try:
+            resp = self._call(
+                "put_item",
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(PK) OR lu <= :lu",
+                ExpressionAttributeValues={":lu": {"S": lu}},
+                ReturnValues="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return WriteResult.STALE
+            raise
+        result = WriteResult.UPDATED if resp.get("Attributes") else WriteResult.CREATED
+        if children is not None:
+            self._replace_children(pk, children, existed=result is WriteResult.UPDATED)
+        return result
+
+    def _replace_children(self, pk: str, children: Sequence[Child], *, existed: bool) -> None:
+        wanted = {keys.child_sk(c.child_id) for c in children}
+        requests: list[dict] = []
+        if existed:
+            current = self._query_all(
+                KeyConditionExpression="PK = :pk AND begins_with(SK, :c)",
+                ExpressionAttributeValues={":pk": {"S": pk}, ":c": {"S": keys.CHILD_PREFIX}},
+                ProjectionExpression="SK",
+            )
+            for raw in current:
+                if raw["SK"]["S"] not in wanted:
+                    requests.append({"DeleteRequest": {"Key": {"PK": {"S": pk}, "SK": raw["SK"]}}})
+        for c in children:
+            requests.append(
+                {
+                    "PutRequest": {
+                        "Item": _item(
+                            {
+                                "PK": pk,
+                                "SK": keys.child_sk(c.child_id),
+                                "lu": lu_key(c.last_updated),
+                                "ord": c.order,
+                                "body": c.body,
+                            }
+                        )
+                    }
+                }
+            )
+        self._batch_write(requests)
+
+    @staticmethod
+    def _set_fields(fields: dict[str, Any], names: dict, values: dict) -> tuple[list[str], list[str]]:
+        sets, removes = [], []
+        for i, (name, value) in enumerate(fields.items()):
+            names[f"#f{i}"] = name
+            if value is None:
+                removes.append(f"body.#f{i}")
+            else:
+                values[f":f{i}"] = _av(value)
+                sets.append(f"body.#f{i} = :f{i}")
+        return sets, removes
+
+    def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult:
+        pk = keys.object_pk(ref)
+        lu = lu_key(last_updated)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":lu": {"S": lu}, ":gsk": {"S": keys.list_sk(lu, pk)}}
+        sets, removes = self._set_fields(fields, names, values)
+        expr = "SET " + ", ".join([*sets, "lu = :lu", "GSI1SK = :gsk"])
+        if removes:
+            expr += " REMOVE " + ", ".join(removes)
+        return self._conditional_update(
+            {"PK": {"S": pk}, "SK": {"S": keys.HEADER_SK}}, expr, names, values
+        )
+
+    def _conditional_update(self, key: dict, expr: str, names: dict, values: dict) -> WriteResult:
+        kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+        try:
+            self._call(
+                "update_item",
+                Key=key,
+                UpdateExpression=expr,
+                ConditionExpression="attribute_exists(PK) AND lu <= :lu",
+                ExpressionAttributeValues=values,
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **kwargs,
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                if err.response.get("Item"):
+                    return WriteResult.STALE
+                raise ObjectMissing(key["PK"]["S"]) from err
+            raise
+        return WriteResult.UPDATED
+
+    def _touch_parent(self, pk: str, last_updated: datetime) -> None:
+        """Parent last_updated follows its children (mod_locations: Location.last_updated)."""
+        lu = lu_key(last_updated)
+        try:
+            self._call(
+                "update_item",
+                Key={"PK": {"S": pk}, "SK": {"S": keys.HEADER_SK}},
+                UpdateExpression="SET lu = :lu, GSI1SK = :gsk, body.last_updated = :raw",
+                ConditionExpression="attribute_exists(PK) AND lu < :lu",
+                ExpressionAttributeValues={
+                    ":lu": {"S": lu},
+                    ":gsk": {"S": keys.list_sk(lu, pk)},
+                    ":raw": {"S": format_datetime(last_updated)},
+                },
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+            if not err.response.get("Item"):
+                raise ObjectMissing(pk) from err
+            # The parent is already as new or newer: nothing to do.
+
+    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult:
+        pk = keys.object_pk(ref)
+        lu = lu_key(child.last_updated)
+        sk = keys.child_sk(child.child_id)
+        try:
+            resp = self._call(
+                "put_item",
+                Item=_item({"PK": pk, "SK": sk, "lu": lu, "ord": child.order, "body": child.body}),
+                ConditionExpression="attribute_not_exists(SK) OR lu <= :lu",
+                ExpressionAttributeValues={":lu": {"S": lu}},
+                ReturnValues="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return WriteResult.STALE
+            raise
+        try:
+            self._touch_parent(pk, child.last_updated)
+        except ObjectMissing:
+            # No parent: undo the orphan child so nothing half-written stays behind.
+            self._call("delete_item", Key={"PK": {"S": pk}, "SK": {"S": sk}})
+            raise
+        return WriteResult.UPDATED if resp.get("Attributes") else WriteResult.CREATED
+
+    def patch_child(
+        self, ref: ObjectRef, child_id: str, fields: dict[str, Any], last_updated: datetime
+    ) -> WriteResult:
+        pk = keys.object_pk(ref)
+        lu = lu_key(last_updated)
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":lu": {"S": lu}}
+        sets, removes = self._set_fields(fields, names, values)
+        expr = "SET " + ", ".join([*sets, "lu = :lu"])
+        if removes:
+            expr += " REMOVE " + ", ".join(removes)
+        result = self._conditional_update(
+            {"PK": {"S": pk}, "SK": {"S": keys.child_sk(child_id)}}, expr, names, values
+        )
+        if result is WriteResult.UPDATED:
+            self._touch_parent(pk, last_updated)
+        return result
+
+    def delete(self, ref: ObjectRef) -> bool:
+        pk = keys.object_pk(ref)
+        items = self._query_all(
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            ProjectionExpression="PK, SK",
+        )
+        self._batch_write([{"DeleteRequest": {"Key": raw}} for raw in items])
+        return bool(items)
+
+    # ------------------------------------------------------------------ listing
+    def _range(self, q: ListQuery) -> tuple[str, dict]:
+        values: dict[str, Any] = {":p": {"S": keys.list_pk(q.module, q.collection)}}
+        cond = "GSI1PK = :p"
+        lo = lu_key(q.date_from) if q.date_from else None
+        hi = lu_key(q.date_to) if q.date_to else None
+        # GSI1SK = "{lu}#{PK}": ">= lo" includes objects at exactly date_from, "< hi" (and BETWEEN
+        # with hi itself) excludes objects at exactly date_to (transport_and_format: date_to exclusive).
+        if lo and hi:
+            cond += " AND GSI1SK BETWEEN :lo AND :hi"
+            values.update({":lo": {"S": lo}, ":hi": {"S": hi}})
+        elif lo:
+            cond += " AND GSI1SK >= :lo"
+            values[":lo"] = {"S": lo}
+        elif hi:
+            cond += " AND GSI1SK < :hi"
+            values[":hi"] = {"S": hi}
+        return cond, values
+
+    def _count(self, cond: str, values: dict, limit: int | None = None) -> tuple[int, dict | None]:
+        """Count matching index entries (up to `limit`); returns the count and the last key read."""
+        total = 0
+        kwargs: dict[str, Any] = {
+            "IndexName": "GSI1",
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeValues": values,
+            "Select": "COUNT",
+        }
+        last = None
+        while True:
+            if limit is not None:
+                kwargs["Limit"] = limit - total
+            resp = self._call("query", **kwargs)
+            total += resp.get("Count", 0)
+            last = resp.get("LastEvaluatedKey")
+            if last is None or (limit is not None and total >= limit):
+                return total, last
+            kwargs["ExclusiveStartKey"] = last
+
+    def list(self, q: ListQuery) -> Page:
+        cond, values = self._range(q)
+        start_key = None
+        total = None
+        if q.cursor:
+            cur = decode_cursor(q.cursor)
+            if cur.get("o") == q.offset:
+                total = cur.get("t")
+                start_key = {
+                    "PK": {"S": cur["pk"]},
+                    "SK": {"S": keys.HEADER_SK},
+                    "GSI1PK": values[":p"],
+                    "GSI1SK": {"S": cur["sk"]},
+                }
+        if total is None:
+            total, _ = self._count(cond, values)
+        if start_key is None and q.offset > 0:
+            if q.offset >= total:
+                return Page(items=[], total=total, next_offset=None, next_cursor=None)
+            _, start_key = self._count(cond, values, limit=q.offset)
+        items: list[dict] = []
+        kwargs: dict[str, Any] = {
+            "IndexName": "GSI1",
+            "KeyConditionExpression": cond,
+            "ExpressionAttributeValues": values,
+        }
+        if start_key:
+            kwargs["ExclusiveStartKey"] = start_key
+        while len(items) < q.limit:
+            kwargs["Limit"] = q.limit - len(items)
+            resp = self._call("query", **kwargs)
+            items.extend(resp.get("Items", []))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        objs = [self._from_index(_plain(raw)) for raw in items]
+        next_offset = q.offset + len(objs)
+        if not objs or next_offset >= total:
+            return Page(items=objs, total=total, next_offset=None, next_cursor=None)
+        last = _plain(items[-1])
+        cursor = encode_cursor({"o": next_offset, "t": total, "pk": last["PK"], "sk": last["GSI1SK"]})
+        return Page(items=objs, total=total, next_offset=next_offset, next_cursor=cursor)
+
+    @staticmethod
+    def _from_index(it: dict) -> StoredObject:
+        ref = ObjectRef(
+            module=it["mod"],
+            country_code=it["cc"],
+            party_id=it["pid"],
+            object_id=it["oid"],
+            variant=it.get("var", "") or "",
+        )
+        return DynamoStore._stored(ref, it)
+
+    def load_children(self, obj: StoredObject) -> StoredObject:
+        """Fill in the children of a listed object (listing reads headers only)."""
+        full = self.get(obj.ref)
+        return full or obj
+
+    # ------------------------------------------------------------------ tokens and partners
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        resp = self._call(
+            "get_item", Key={"PK": {"S": keys.token_pk(token_hash)}, "SK": {"S": "T"}}, ConsistentRead=True
+        )
+        if "Item" not in resp:
+            return None
+        it = _plain(resp["Item"])
+        exp = it.get("expires_at")
+        return TokenRecord(
+            token_hash=token_hash,
+            partner_id=it["partner_id"],
+            kind=it["kind"],
+            expires_at=int(exp) if exp is not None else None,
+        )
+
+    def put_token(self, record: TokenRecord) -> None:
+        self._call(
+            "put_item",
+            Item=_item(
+                {
+                    "PK": keys.token_pk(record.token_hash),
+                    "SK": "T",
+                    "partner_id": record.partner_id,
+                    "kind": record.kind,
+                    "expires_at": record.expires_at,
+                }
+            ),
+        )
+
+    def consume_token(self, token_hash: str) -> TokenRecord | None:
+        try:
+            resp = self._call(
+                "delete_item",
+                Key={"PK": {"S": keys.token_pk(token_hash)}, "SK": {"S": "T"}},
+                ConditionExpression="attribute_exists(PK)",
+                ReturnValues="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return None
+            raise
+        it = _plain(resp.get("Attributes", {}))
+        exp = it.get("expires_at")
+        return TokenRecord(token_hash, it["partner_id"], it["kind"], int(exp) if exp is not None else None)
+
+    def delete_token(self, token_hash: str) -> None:
+        self._call("delete_item", Key={"PK": {"S": keys.token_pk(token_hash)}, "SK": {"S": "T"}})
+
+    def get_partner(self, partner_id: str) -> dict[str, Any] | None:
+        resp = self._call(
+            "get_item", Key={"PK": {"S": keys.partner_pk(partner_id)}, "SK": {"S": "P"}}, ConsistentRead=True
+        )
+        if "Item" not in resp:
+            return None
+        return jsonutil.from_dynamo_tree(_plain(resp["Item"]).get("data", {}))
+
+    def put_partner(self, partner: dict[str, Any]) -> None:
+        pid = partner["partner_id"]
+        self._call(
+            "put_item",
+            Item=_item(
+                {
+                    "PK": keys.partner_pk(pid),
+                    "SK": "P",
+                    "GSI1PK": keys.PARTNERS_LIST_PK,
+                    "GSI1SK": pid,
+                    "data": partner,
+                }
+            ),
+        )
+
+    def list_partners(self) -> list[dict[str, Any]]:
+        items = self._query_all(
+            IndexName="GSI1",
+            KeyConditionExpression="GSI1PK = :p",
+            ExpressionAttributeValues={":p": {"S": keys.PARTNERS_LIST_PK}},
+        )
+        return [jsonutil.from_dynamo_tree(_plain(raw).get("data", {})) for raw in items]
+
+    def claim_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> list[tuple]:
+        parties = list(dict.fromkeys((r.upper(), c.upper(), p.upper()) for r, c, p in parties))
+        if not parties:
+            return []
+        ops = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": _item({"PK": keys.party_pk(*p), "SK": "R", "partner_id": partner_id}),
+                    "ConditionExpression": "attribute_not_exists(PK) OR partner_id = :me",
+                    "ExpressionAttributeValues": {":me": {"S": partner_id}},
+                }
+            }
+            for p in parties
+        ]
+        try:
+            self.client.transact_write_items(TransactItems=ops, **_CAP)
+        except BotoClientError as err:
+            if _code(err) != "TransactionCanceledException":
+                _raise_throttle(err)
+                raise
+            reasons = err.response.get("CancellationReasons") or []
+            taken = [p for p, r in zip(parties, reasons, strict=False) if r.get("Code") == "ConditionalCheckFailed"]
+            if not taken:
+                raise ServiceUnavailable("Storage is busy, retry later") from err
+            return taken
+        return []
+
+    def release_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> None:
+        for p in parties:
+            try:
+                self._call(
+                    "delete_item",
+                    Key={"PK": {"S": keys.party_pk(*p)}, "SK": {"S": "R"}},
+                    ConditionExpression="partner_id = :me",
+                    ExpressionAttributeValues={":me": {"S": partner_id}},
+                )
+            except BotoClientError as err:
+                if _code(err) != "ConditionalCheckFailedException":
+                    raise
+
+
+def encode_cursor(data: dict) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> dict:
+    """Parse a continuation from a Link URL; anything malformed is the client's error (2001)."""
+    try:
+        pad = "=" * (-len(cursor) % 4)
+        data = json.loads(base64.urlsafe_b64decode(cursor + pad))
+        if not (
+            isinstance(data, dict)
+            and isinstance(data.get("o"), int)
+            and isinstance(data.get("t"), int)
+            and isinstance(data.get("pk"), str)
+            and isinstance(data.get("sk"), str)
+            and data["pk"].startswith("O#")
+        ):
+            raise ValueError("bad cursor")
+        return data
+    except (ValueError, binascii.Error, UnicodeDecodeError) as err:
+        raise InvalidParameters("Invalid pagination cursor") from err

@@ -1,0 +1,50 @@
+"""DynamoDB key schema of the one table (template.yaml `OcpiTable`). docs/store.md explains it.
+
+| item | PK | SK | GSI1PK | GSI1SK |
+|---|---|---|---|---|
+| OCPI object (header) | `O#{module}#{CC}#{PID}#{ID}[#{variant}]` | `H` | `L#{module}#{collection}` | `{last_updated}#{PK}` |
+| child of an object (EVSE) | same PK as its parent | `C#{child_id}` | - | - |
+| credentials token (hashed) | `T#{hmac}` | `T` | - | - |
+| partner | `P#{partner_id}` | `P` | `L#partners` | `{partner_id}` |
+| party claim | `R#{ROLE}#{CC}#{PID}` | `R` | - | - |
+"""
+
+from __future__ import annotations
+
+from shared.store.base import ObjectRef
+
+HEADER_SK = "H"
+CHILD_PREFIX = "C#"
+
+
+def object_pk(ref: ObjectRef) -> str:
+    pk = f"O#{ref.module}#{ref.country_code.upper()}#{ref.party_id.upper()}#{ref.object_id.upper()}"
+    return f"{pk}#{ref.variant.upper()}" if ref.variant else pk
+
+
+def child_sk(child_id: str) -> str:
+    # EVSE uids are case-sensitive strings: keep them as sent.
+    return f"{CHILD_PREFIX}{child_id}"
+
+
+def list_pk(module: str, collection: str) -> str:
+    return f"L#{module}#{collection}"
+
+
+def list_sk(lu: str, pk: str) -> str:
+    return f"{lu}#{pk}"
+
+
+def token_pk(token_hash: str) -> str:
+    return f"T#{token_hash}"
+
+
+def partner_pk(partner_id: str) -> str:
+    return f"P#{partner_id}"
+
+
+PARTNERS_LIST_PK = "L#partners"
+
+
+def party_pk(role: str, country_code: str, party_id: str) -> str:
+    return f"R#{role.upper()}#{country_code.upper()}#{party_id.upper()}"

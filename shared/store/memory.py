@@ -1,0 +1,216 @@
+"""In-memory implementation of the store interfaces, with the same semantics as DynamoStore.
+
+Used by unit tests of services (no AWS at all). tests/integration runs the same contract tests
+against DynamoStore on moto, so the two cannot drift apart silently.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from shared.models.types import format_datetime
+from shared.store import keys
+from shared.store.base import (
+    Child,
+    ListQuery,
+    ObjectMissing,
+    ObjectRef,
+    Page,
+    StoredObject,
+    TokenRecord,
+    WriteResult,
+    lu_key,
+)
+from shared.store.dynamo import decode_cursor, encode_cursor
+
+
+class MemoryStore:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.objects: dict[str, StoredObject] = {}  # pk -> header (children inside)
+        self.tokens: dict[str, TokenRecord] = {}
+        self.partners: dict[str, dict[str, Any]] = {}
+        self.parties: dict[tuple[str, str, str], str] = {}
+
+    # ------------------------------------------------------------------ objects
+    def get(self, ref: ObjectRef) -> StoredObject | None:
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            if obj is None:
+                return None
+            obj = copy.deepcopy(obj)
+            obj.children.sort(key=lambda c: (c.order, c.child_id))
+            return obj
+
+    def put(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        children: Sequence[Child] | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> WriteResult:
+        pk = keys.object_pk(ref)
+        lu = lu_key(last_updated)
+        with self._lock:
+            old = self.objects.get(pk)
+            if old is not None and old.last_updated > lu:
+                return WriteResult.STALE
+            kids = copy.deepcopy(list(children)) if children is not None else (old.children if old else [])
+            self.objects[pk] = StoredObject(
+                ref=ref,
+                body=copy.deepcopy(body),
+                last_updated=lu,
+                collection=collection,
+                meta=copy.deepcopy(meta or {}),
+                children=kids,
+            )
+            return WriteResult.UPDATED if old else WriteResult.CREATED
+
+    def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult:
+        lu = lu_key(last_updated)
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            if obj is None:
+                raise ObjectMissing(keys.object_pk(ref))
+            if obj.last_updated > lu:
+                return WriteResult.STALE
+            _apply(obj.body, fields)
+            obj.last_updated = lu
+            return WriteResult.UPDATED
+
+    def _touch_parent(self, obj: StoredObject, last_updated: datetime) -> None:
+        lu = lu_key(last_updated)
+        if obj.last_updated < lu:
+            obj.last_updated = lu
+            obj.body["last_updated"] = format_datetime(last_updated)
+
+    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult:
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            if obj is None:
+                raise ObjectMissing(keys.object_pk(ref))
+            for i, c in enumerate(obj.children):
+                if c.child_id == child.child_id:
+                    if lu_key(c.last_updated) > lu_key(child.last_updated):
+                        return WriteResult.STALE
+                    obj.children[i] = copy.deepcopy(child)
+                    self._touch_parent(obj, child.last_updated)
+                    return WriteResult.UPDATED
+            obj.children.append(copy.deepcopy(child))
+            self._touch_parent(obj, child.last_updated)
+            return WriteResult.CREATED
+
+    def patch_child(
+        self, ref: ObjectRef, child_id: str, fields: dict[str, Any], last_updated: datetime
+    ) -> WriteResult:
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            if obj is None:
+                raise ObjectMissing(keys.object_pk(ref))
+            for c in obj.children:
+                if c.child_id == child_id:
+                    if lu_key(c.last_updated) > lu_key(last_updated):
+                        return WriteResult.STALE
+                    _apply(c.body, fields)
+                    c.last_updated = last_updated
+                    self._touch_parent(obj, last_updated)
+                    return WriteResult.UPDATED
+            raise ObjectMissing(child_id)
+
+    def delete(self, ref: ObjectRef) -> bool:
+        with self._lock:
+            return self.objects.pop(keys.object_pk(ref), None) is not None
+
+    def list(self, q: ListQuery) -> Page:
+        lo = lu_key(q.date_from) if q.date_from else None
+        hi = lu_key(q.date_to) if q.date_to else None
+        with self._lock:
+            rows = sorted(
+                (keys.list_sk(o.last_updated, pk), pk, o)
+                for pk, o in self.objects.items()
+                if o.ref.module == q.module
+                and o.collection == q.collection
+                and (lo is None or o.last_updated >= lo)
+                and (hi is None or o.last_updated < hi)
+            )
+        total = len(rows)
+        start = q.offset
+        if q.cursor:
+            cur = decode_cursor(q.cursor)
+            if cur.get("o") == q.offset:
+                total = cur["t"]
+                after = cur["sk"]
+                start = next((i for i, r in enumerate(rows) if r[0] > after), len(rows))
+        chosen = rows[start : start + q.limit] if q.limit > 0 else []
+        objs = [copy.deepcopy(o) for _, _, o in chosen]
+        for o in objs:
+            o.children = []  # listing returns headers, like the index does
+        next_offset = q.offset + len(objs)
+        if not objs or next_offset >= total:
+            return Page(items=objs, total=total, next_offset=None, next_cursor=None)
+        last_sk, last_pk, _ = chosen[-1]
+        cursor = encode_cursor({"o": next_offset, "t": total, "pk": last_pk, "sk": last_sk})
+        return Page(items=objs, total=total, next_offset=next_offset, next_cursor=cursor)
+
+    def load_children(self, obj: StoredObject) -> StoredObject:
+        return self.get(obj.ref) or obj
+
+    # ------------------------------------------------------------------ tokens and partners
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        with self._lock:
+            return copy.copy(self.tokens.get(token_hash))
+
+    def put_token(self, record: TokenRecord) -> None:
+        with self._lock:
+            self.tokens[record.token_hash] = copy.copy(record)
+
+    def consume_token(self, token_hash: str) -> TokenRecord | None:
+        with self._lock:
+            return self.tokens.pop(token_hash, None)
+
+    def delete_token(self, token_hash: str) -> None:
+        with self._lock:
+            self.tokens.pop(token_hash, None)
+
+    def get_partner(self, partner_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self.partners.get(partner_id))
+
+    def put_partner(self, partner: dict[str, Any]) -> None:
+        with self._lock:
+            self.partners[partner["partner_id"]] = copy.deepcopy(partner)
+
+    def list_partners(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return [copy.deepcopy(self.partners[k]) for k in sorted(self.partners)]
+
+    def claim_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> list[tuple]:
+        wanted = list(dict.fromkeys((r.upper(), c.upper(), p.upper()) for r, c, p in parties))
+        with self._lock:
+            taken = [p for p in wanted if self.parties.get(p, partner_id) != partner_id]
+            if not taken:
+                for p in wanted:
+                    self.parties[p] = partner_id
+            return taken
+
+    def release_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> None:
+        with self._lock:
+            for r, c, p in parties:
+                key = (r.upper(), c.upper(), p.upper())
+                if self.parties.get(key) == partner_id:
+                    del self.parties[key]
+
+
+def _apply(body: dict[str, Any], fields: dict[str, Any]) -> None:
+    for k, v in fields.items():
+        if v is None:
+            body.pop(k, None)
+        else:
+            body[k] = copy.deepcopy(v)
