@@ -102,11 +102,12 @@ class Caller:
         return list(self.partner.get("roles") or [])
 
     def holds_party(self, country_code: str, party_id: str, role: str | None = None) -> bool:
-        for r in self.roles():
-            if r["country_code"].upper() == country_code.upper() and r["party_id"].upper() == party_id.upper():
-                if role is None or r["role"].upper() == role.upper():
-                    return True
-        return False
+        return any(
+            r["country_code"].upper() == country_code.upper()
+            and r["party_id"].upper() == party_id.upper()
+            and (role is None or r["role"].upper() == role.upper())
+            for r in self.roles()
+        )
 
 
 class _TtlCache:
@@ -190,4 +191,13 @@ def authenticate(store: Any, header: str | None, *, allow_registration: bool = F
         if caller.kind == KIND_PARTNER and caller.partner.get("status") not in (None, "REGISTERED"):
             continue
         return replace(caller, token_hash=hash_token(candidate))
+    raise Unauthorized("Missing or unknown credentials token")
+
+
+def presented_token(header: str | None, token_hash: str) -> str:
+    """The clear token of an authenticated request (the candidate whose hash matched)."""
+    candidates = token_candidates(header)
+    for candidate in candidates:
+        if hmac.compare_digest(hash_token(candidate), token_hash):
+            return candidate
     raise Unauthorized("Missing or unknown credentials token")

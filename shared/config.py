@@ -66,9 +66,9 @@ class Settings:
 
     def own_party(self, country_code: str, party_id: str, role: str | None = None) -> OwnParty | None:
         for p in self.own_parties:
-            if p.country_code.upper() == country_code.upper() and p.party_id.upper() == party_id.upper():
-                if role is None or p.role.upper() == role.upper():
-                    return p
+            same = (p.country_code.upper(), p.party_id.upper()) == (country_code.upper(), party_id.upper())
+            if same and (role is None or p.role.upper() == role.upper()):
+                return p
         return None
 
 

@@ -52,7 +52,12 @@ class OcpiError(Exception):
 
 # ---------------------------------------------------------------- 2xxx client errors
 class ClientError(OcpiError):
+    """2xxx. A request that parsed as JSON, was authenticated and addresses an existing resource has
+    reached the OCPI layer: it is answered with HTTP 200 and the OCPI status code, never an HTTP
+    error (status_codes.asciidoc). Subclasses name the exceptions the spec makes (404 on GET, 405)."""
+
     status_code = StatusCode.CLIENT_ERROR
+    http_status = 200
 
 
 class InvalidParameters(ClientError):
@@ -84,6 +89,14 @@ class NotFound(ClientError):
 
     http_status = 404
     default_message = "Object not found"
+
+
+class BadRequest(ClientError):
+    """Transport-level client error (e.g. invalid JSON): HTTP 400 + 2001 (status_codes.asciidoc)."""
+
+    status_code = StatusCode.INVALID_PARAMETERS
+    http_status = 400
+    default_message = "Bad request"
 
 
 class Unauthorized(ClientError):

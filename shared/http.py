@@ -25,6 +25,7 @@ from shared.auth import Caller, authenticate
 from shared.config import get_settings
 from shared.envelope import OcpiResponse, error_response
 from shared.errors import (
+    BadRequest,
     InvalidParameters,
     MethodNotAllowed,
     NotFound,
@@ -63,11 +64,11 @@ async def json_body(request: Request) -> Any:
     if len(raw) > get_settings().max_body_bytes:
         raise PayloadTooLarge()
     if not raw.strip():
-        raise InvalidParameters("Request body is empty")
+        raise BadRequest("Request body is empty")
     try:
         return jsonutil.loads(raw)
     except (ValueError, UnicodeDecodeError) as err:
-        raise InvalidParameters("Request body is not valid JSON") from err
+        raise BadRequest("Request body is not valid JSON") from err
 
 
 async def json_object(request: Request) -> dict[str, Any]:
@@ -125,12 +126,12 @@ def routing_headers(request: Request) -> RoutingHeaders:
 
 
 def check_routing(routing: RoutingHeaders, who: Caller) -> None:
-    if routing.from_country_code and routing.from_party_id:
-        if not who.holds_party(routing.from_country_code, routing.from_party_id):
-            raise InvalidParameters("OCPI-from-* headers name a party that is not yours")
-    if routing.to_country_code and routing.to_party_id:
-        if get_settings().own_party(routing.to_country_code, routing.to_party_id) is None:
-            raise InvalidParameters("OCPI-to-* headers name a party that is not ours")
+    frm = (routing.from_country_code, routing.from_party_id)
+    to = (routing.to_country_code, routing.to_party_id)
+    if all(frm) and not who.holds_party(*frm):
+        raise InvalidParameters("OCPI-from-* headers name a party that is not yours")
+    if all(to) and get_settings().own_party(*to) is None:
+        raise InvalidParameters("OCPI-to-* headers name a party that is not ours")
 
 
 def public_base_url(request: Request) -> str:
@@ -200,7 +201,9 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
                 # Our fault, not the client's: 500 + 3000 in the envelope, details only in the log.
-                logger.exception("unhandled error", extra={"ocpi_module": self.module, "request_id": request_id})
+                logger.exception(
+                    "unhandled error", extra={"ocpi_module": self.module, "request_id": request_id}
+                )
                 if status_holder.get("started"):
                     raise
                 await error_response(ServerError("Internal server error"))(scope, receive, send_wrapper)
@@ -234,7 +237,7 @@ def create_app(module: str, routers: list[Any] | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, err: RequestValidationError) -> OcpiResponse:
         if any(e.get("type") == "json_invalid" for e in err.errors()):
-            return error_response(InvalidParameters("Request body is not valid JSON"))
+            return error_response(BadRequest("Request body is not valid JSON"))
         return error_response(InvalidParameters(describe_validation(err)))
 
     @app.exception_handler(StarletteHTTPException)

@@ -64,8 +64,9 @@ def aws() -> Iterator[dict]:
 
     with mock_aws():
         template = load_template(TEMPLATE)
-        resolver = Resolver(template, stack_name="test", region="eu-west-1", account_id="123456789012",
-                            parameter_overrides={})
+        resolver = Resolver(
+            template, stack_name="test", region="eu-west-1", account_id="123456789012", parameter_overrides={}
+        )
         yield provision(template, resolver)
 
 

@@ -1,17 +1,437 @@
-"""Credentials module (credentials.asciidoc)."""
+"""Credentials module (credentials.asciidoc): registration in both directions, rotation, unregister.
+
+Tokens (credentials.asciidoc, "Registration"):
+- token A: made by ops for a new partner (`invite`); single use, expires, opens only the versions
+  and credentials modules.
+- token B: the token the *initiator* of a registration gives the other side to call it.
+- token C: the token the *receiver* of a registration answers with.
+We store only HMAC hashes of the tokens partners use to call us (A, C, or our B when we initiated);
+the token we use to call a partner is kept with the partner (outbound_token).
+
+Partner record (PartnerStore, one item): partner_id, name, status (INVITED, REGISTERING,
+REGISTERED, UNREGISTERED), initiated_by (partner|us), version, versions_url, endpoints, roles,
+outbound_token, raw_token, inbound_token_hash, created_at, updated_at.
+"""
 
 from __future__ import annotations
 
-from shared.auth import token_candidates
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from shared import auth
+from shared.auth import KIND_PARTNER, KIND_REGISTRATION, Caller
+from shared.client import OcpiClient, OcpiClientError, OcpiHttpError
 from shared.config import get_settings
+from shared.envelope import timestamp
+from shared.errors import (
+    ClientApiError,
+    InvalidParameters,
+    MethodNotAllowed,
+    NoMatchingEndpoints,
+    UnsupportedVersion,
+)
+from shared.http import SUPPORTED_VERSIONS, validate
+from shared.logs import logger
+from shared.models.v221.credentials import Credentials
+from shared.store.base import TokenRecord
+
+# How long our token B stays a registration-scope token while we register with a partner.
+HANDSHAKE_TTL = 15 * 60
+
+STATUS_INVITED = "INVITED"
+STATUS_REGISTERING = "REGISTERING"
+STATUS_REGISTERED = "REGISTERED"
+STATUS_UNREGISTERED = "UNREGISTERED"
 
 
-def our_credentials(base_url: str, authorization: str) -> dict:
-    """Our Credentials object. The token in it is the one the caller used to reach us: we store
-    only hashes, and the caller just proved it holds this token."""
-    token = token_candidates(authorization)[0]
+def _version_key(v: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in v.split("."))
+    except ValueError:
+        return (-1,)
+
+
+def our_versions_url(base_url: str) -> str:
+    return f"{base_url}/ocpi/versions"
+
+
+def our_credentials(base_url: str, token: str) -> dict[str, Any]:
     return {
         "token": token,
-        "url": f"{base_url}/ocpi/versions",
+        "url": our_versions_url(base_url),
         "roles": [p.to_credentials_role() for p in get_settings().own_parties],
     }
+
+
+def required_modules() -> list[str]:
+    import os
+
+    raw = os.environ.get("OCPI_REQUIRED_PARTNER_MODULES", "credentials")
+    return [m.strip() for m in raw.split(",") if m.strip()]
+
+
+# ------------------------------------------------------------------ discovery of a partner
+@dataclass
+class Discovery:
+    version: str
+    details_url: str
+    endpoints: list[dict[str, str]]
+    raw_token: bool
+
+
+def _client(token: str, raw_token: bool) -> OcpiClient:
+    return OcpiClient(token, raw_token=raw_token, routing_headers=False, retries=1, timeout=10.0)
+
+
+def _fetch(token: str, url: str, raw_token: bool | None) -> tuple[Any, bool]:
+    """GET an OCPI resource; with raw_token None, try Base64 first and fall back to a raw token on
+    401 (transport_and_format: "trial and error" for pre-2.2-d2 partners)."""
+    modes = [raw_token] if raw_token is not None else [False, True]
+    last: Exception | None = None
+    for mode in modes:
+        try:
+            return _client(token, mode).get(url).data, mode
+        except OcpiHttpError as err:
+            last = err
+            if err.result is None or err.result.http_status != 401:
+                break
+        except OcpiClientError as err:
+            last = err
+            break
+    raise ClientApiError(f"Unable to use the partner's API at {url}: {_describe(last)}")
+
+
+def _describe(err: Exception | None) -> str:
+    if err is None:
+        return "no answer"
+    result = getattr(err, "result", None)
+    if result is not None:
+        return f"HTTP {result.http_status}, OCPI {result.status_code} {result.status_message or ''}".strip()
+    return type(err).__name__
+
+
+def discover(
+    token: str, versions_url: str, *, raw_token: bool | None = None, version: str | None = None
+) -> Discovery:
+    """Read a partner's versions and the details of the highest common (or the given) version."""
+    data, raw = _fetch(token, versions_url, raw_token)
+    if not isinstance(data, list):
+        raise ClientApiError("The partner's versions endpoint did not return a list of versions")
+    theirs = {
+        str(v.get("version")): str(v.get("url"))
+        for v in data
+        if isinstance(v, dict) and v.get("version") and v.get("url")
+    }
+    if version is not None:
+        if version not in theirs:
+            raise UnsupportedVersion(f"The partner does not offer OCPI {version}")
+        chosen = version
+    else:
+        common = sorted(set(theirs) & set(SUPPORTED_VERSIONS), key=_version_key)
+        if not common:
+            offered = ", ".join(sorted(theirs)) or "none"
+            raise UnsupportedVersion(
+                f"No common OCPI version (partner offers {offered}; we offer {', '.join(SUPPORTED_VERSIONS)})"
+            )
+        chosen = common[-1]
+    details, _ = _fetch(token, theirs[chosen], raw)
+    endpoints = details.get("endpoints") if isinstance(details, dict) else None
+    if not isinstance(endpoints, list):
+        raise ClientApiError("The partner's version details did not contain endpoints")
+    clean = [
+        {"identifier": str(e["identifier"]), "role": str(e.get("role", "")), "url": str(e["url"])}
+        for e in endpoints
+        if isinstance(e, dict) and e.get("identifier") and e.get("url")
+    ]
+    present = {e["identifier"] for e in clean}
+    missing = [m for m in required_modules() if m not in present]
+    if missing:
+        raise NoMatchingEndpoints(f"The partner does not offer the required endpoints: {', '.join(missing)}")
+    return Discovery(version=chosen, details_url=theirs[chosen], endpoints=clean, raw_token=raw)
+
+
+def endpoint_url(partner: dict[str, Any], identifier: str, role: str | None = None) -> str | None:
+    for e in partner.get("endpoints") or []:
+        if e["identifier"] == identifier and (role is None or e.get("role") in (role, "")):
+            return e["url"]
+    return None
+
+
+def _party_keys(roles: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [(r["role"], r["country_code"], r["party_id"]) for r in roles]
+
+
+def _claim(store: Any, partner_id: str, roles: list[dict[str, Any]]) -> None:
+    keys = _party_keys(roles)
+    if len({(r.upper(), c.upper(), p.upper()) for r, c, p in keys}) != len(keys):
+        raise InvalidParameters("Every role needs a unique combination of role, country_code and party_id")
+    own = {p.key for p in get_settings().own_parties}
+    if any((r.upper(), c.upper(), p.upper()) in own for r, c, p in keys):
+        raise InvalidParameters("A role in these credentials is one of our own parties")
+    taken = store.claim_parties(partner_id, keys)
+    if taken:
+        names = ", ".join(f"{c}*{p} ({r})" for r, c, p in taken)
+        raise InvalidParameters(f"Already registered by another partner: {names}")
+
+
+def _roles(creds: Credentials) -> list[dict[str, Any]]:
+    return creds.to_json_dict()["roles"]
+
+
+def _now() -> str:
+    return timestamp()
+
+
+# ------------------------------------------------------------------ ops: invitations
+def invite(store: Any, name: str, ttl: int | None = None) -> tuple[str, str]:
+    """Create a partner invitation: returns (partner_id, token A)."""
+    partner_id = str(uuid.uuid4())
+    token_a = auth.new_token()
+    ttl = ttl if ttl is not None else get_settings().registration_ttl
+    store.put_partner(
+        {
+            "partner_id": partner_id,
+            "name": name,
+            "status": STATUS_INVITED,
+            "initiated_by": "partner",
+            "roles": [],
+            "endpoints": [],
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+    )
+    store.put_token(
+        TokenRecord(auth.hash_token(token_a), partner_id, KIND_REGISTRATION, int(time.time()) + ttl)
+    )
+    return partner_id, token_a
+
+
+# ------------------------------------------------------------------ server side: a partner calls us
+def get_credentials(base_url: str, who: Caller, presented_token: str) -> dict[str, Any]:
+    return our_credentials(base_url, presented_token)
+
+
+def _issue_token_c(store: Any, partner_id: str) -> tuple[str, str]:
+    token_c = auth.new_token()
+    token_hash = auth.hash_token(token_c)
+    store.put_token(TokenRecord(token_hash, partner_id, KIND_PARTNER))
+    return token_c, token_hash
+
+
+def register_partner(store: Any, base_url: str, version: str, who: Caller, body: Any) -> dict[str, Any]:
+    """POST credentials with token A: call the partner back, store it, answer with token C."""
+    if who.kind != KIND_REGISTRATION or who.partner.get("status") == STATUS_REGISTERED:
+        raise MethodNotAllowed("Already registered: use PUT to update or DELETE to unregister")
+    creds: Credentials = validate(Credentials, body)
+    found = discover(creds.token, str(creds.url))
+    partner = store.get_partner(who.partner_id) or {"partner_id": who.partner_id, "created_at": _now()}
+    roles = _roles(creds)
+    _claim(store, who.partner_id, roles)
+    # Token A is single use: whoever consumes it first completes the registration.
+    if store.consume_token(who.token_hash) is None:
+        store.release_parties(who.partner_id, _party_keys(roles))
+        raise MethodNotAllowed("This registration token has already been used")
+    auth.forget(who.token_hash)
+    token_c, token_hash = _issue_token_c(store, who.partner_id)
+    partner.update(
+        {
+            "status": STATUS_REGISTERED,
+            "initiated_by": "partner",
+            "version": found.version,
+            "versions_url": str(creds.url),
+            "endpoints": found.endpoints,
+            "roles": roles,
+            "outbound_token": creds.token,
+            "raw_token": found.raw_token,
+            "inbound_token_hash": token_hash,
+            "updated_at": _now(),
+        }
+    )
+    store.put_partner(partner)
+    logger.info("partner registered", extra={"partner_id": who.partner_id, "version": found.version})
+    return our_credentials(base_url, token_c)
+
+
+def update_partner(store: Any, base_url: str, version: str, who: Caller, body: Any) -> dict[str, Any]:
+    """PUT credentials: re-read the partner's endpoints (switching to this version), rotate tokens."""
+    partner = store.get_partner(who.partner_id)
+    if who.kind != KIND_PARTNER or not partner or partner.get("status") != STATUS_REGISTERED:
+        raise MethodNotAllowed("Not registered: use POST to register")
+    creds: Credentials = validate(Credentials, body)
+    found = discover(creds.token, str(creds.url), version=version)
+    new_roles = _roles(creds)
+    _claim(store, who.partner_id, new_roles)
+    removed = set(_party_keys(partner.get("roles") or [])) - set(_party_keys(new_roles))
+    store.release_parties(who.partner_id, removed)
+    token_c, token_hash = _issue_token_c(store, who.partner_id)
+    old_hash = who.token_hash
+    partner.update(
+        {
+            "version": found.version,
+            "versions_url": str(creds.url),
+            "endpoints": found.endpoints,
+            "roles": new_roles,
+            "outbound_token": creds.token,
+            "raw_token": found.raw_token,
+            "inbound_token_hash": token_hash,
+            "updated_at": _now(),
+        }
+    )
+    store.put_partner(partner)
+    store.delete_token(old_hash)
+    auth.forget(old_hash)
+    logger.info("partner credentials updated", extra={"partner_id": who.partner_id})
+    return our_credentials(base_url, token_c)
+
+
+def unregister_partner(store: Any, who: Caller) -> None:
+    """DELETE credentials: the caller's token stops working at once; automated traffic ends."""
+    partner = store.get_partner(who.partner_id)
+    if who.kind != KIND_PARTNER or not partner or partner.get("status") != STATUS_REGISTERED:
+        raise MethodNotAllowed("Not registered")
+    _forget_partner(store, partner)
+
+
+def _forget_partner(store: Any, partner: dict[str, Any]) -> None:
+    inbound = partner.get("inbound_token_hash")
+    if inbound:
+        store.delete_token(inbound)
+        auth.forget(inbound)
+    store.release_parties(partner["partner_id"], _party_keys(partner.get("roles") or []))
+    partner.update(
+        {
+            "status": STATUS_UNREGISTERED,
+            "outbound_token": None,
+            "inbound_token_hash": None,
+            "updated_at": _now(),
+        }
+    )
+    store.put_partner({k: v for k, v in partner.items() if v is not None})
+    logger.info("partner unregistered", extra={"partner_id": partner["partner_id"]})
+
+
+# ------------------------------------------------------------------ client side: we call a partner
+def _post_or_put_credentials(
+    partner: dict[str, Any], method: str, header_token: str, token_b: str, base_url: str
+) -> Credentials:
+    url = endpoint_url(partner, "credentials")
+    if not url:
+        raise NoMatchingEndpoints("The partner has no credentials endpoint")
+    client = _client(header_token, bool(partner.get("raw_token")))
+    try:
+        result = client.request(method, url, json=our_credentials(base_url, token_b))
+    except OcpiClientError as err:
+        raise ClientApiError(f"The partner refused our credentials: {_describe(err)}") from err
+    return validate(Credentials, result.data)
+
+
+def register_with(
+    store: Any, base_url: str, versions_url: str, token_a: str, name: str = ""
+) -> dict[str, Any]:
+    """We initiate: GET versions/details with token A, POST our credentials with a fresh token B,
+    keep the token C we get back. Returns the partner record."""
+    found = discover(token_a, versions_url)
+    partner_id = str(uuid.uuid4())
+    token_b = auth.new_token()
+    b_hash = auth.hash_token(token_b)
+    partner = {
+        "partner_id": partner_id,
+        "name": name or versions_url,
+        "status": STATUS_REGISTERING,
+        "initiated_by": "us",
+        "version": found.version,
+        "versions_url": versions_url,
+        "endpoints": found.endpoints,
+        "roles": [],
+        "raw_token": found.raw_token,
+        "created_at": _now(),
+        "updated_at": _now(),
+    }
+    store.put_partner(partner)
+    # The partner calls our versions endpoints with token B during our POST: registration scope.
+    store.put_token(TokenRecord(b_hash, partner_id, KIND_REGISTRATION, int(time.time()) + HANDSHAKE_TTL))
+    try:
+        theirs = _post_or_put_credentials(partner, "POST", token_a, token_b, base_url)
+        roles = _roles(theirs)
+        _claim(store, partner_id, roles)
+    except Exception:
+        store.delete_token(b_hash)
+        partner.update({"status": STATUS_UNREGISTERED, "updated_at": _now()})
+        store.put_partner(partner)
+        raise
+    store.put_token(TokenRecord(b_hash, partner_id, KIND_PARTNER))
+    auth.forget(b_hash)
+    partner.update(
+        {
+            "status": STATUS_REGISTERED,
+            "roles": roles,
+            "outbound_token": theirs.token,
+            "inbound_token_hash": b_hash,
+            "updated_at": _now(),
+        }
+    )
+    store.put_partner(partner)
+    return partner
+
+
+def update_with(store: Any, base_url: str, partner_id: str) -> dict[str, Any]:
+    """We rotate: PUT our credentials with a new token B', take their new token C', re-read endpoints."""
+    partner = store.get_partner(partner_id)
+    if not partner or partner.get("status") != STATUS_REGISTERED:
+        raise MethodNotAllowed("Partner is not registered")
+    new_b = auth.new_token()
+    new_hash = auth.hash_token(new_b)
+    store.put_token(TokenRecord(new_hash, partner_id, KIND_PARTNER))
+    try:
+        theirs = _post_or_put_credentials(partner, "PUT", partner["outbound_token"], new_b, base_url)
+        found = discover(theirs.token, str(theirs.url), raw_token=partner.get("raw_token"))
+        roles = _roles(theirs)
+        _claim(store, partner_id, roles)
+    except Exception:
+        store.delete_token(new_hash)
+        raise
+    removed = set(_party_keys(partner.get("roles") or [])) - set(_party_keys(roles))
+    store.release_parties(partner_id, removed)
+    old_hash = partner.get("inbound_token_hash")
+    partner.update(
+        {
+            "version": found.version,
+            "versions_url": str(theirs.url),
+            "endpoints": found.endpoints,
+            "roles": roles,
+            "outbound_token": theirs.token,
+            "inbound_token_hash": new_hash,
+            "updated_at": _now(),
+        }
+    )
+    store.put_partner(partner)
+    if old_hash and old_hash != new_hash:
+        store.delete_token(old_hash)
+        auth.forget(old_hash)
+    return partner
+
+
+def unregister_with(store: Any, partner_id: str) -> dict[str, Any]:
+    """We unregister: DELETE at the partner, then forget its tokens and parties here."""
+    partner = store.get_partner(partner_id)
+    if not partner or partner.get("status") != STATUS_REGISTERED:
+        raise MethodNotAllowed("Partner is not registered")
+    url = endpoint_url(partner, "credentials")
+    if url:
+        try:
+            _client(partner["outbound_token"], bool(partner.get("raw_token"))).delete(url)
+        except OcpiClientError as err:
+            # We stop talking to it either way; the partner may have forgotten us already.
+            logger.warning(
+                "partner refused DELETE credentials",
+                extra={"partner_id": partner_id, "error": _describe(err)},
+            )
+    _forget_partner(store, partner)
+    return store.get_partner(partner_id) or partner
+
+
+def public_partner(partner: dict[str, Any]) -> dict[str, Any]:
+    """A partner record without secrets, for listings."""
+    return {k: v for k, v in partner.items() if k not in ("outbound_token", "inbound_token_hash")}

@@ -225,9 +225,7 @@ class DynamoStore:
         expr = "SET " + ", ".join([*sets, "lu = :lu", "GSI1SK = :gsk"])
         if removes:
             expr += " REMOVE " + ", ".join(removes)
-        return self._conditional_update(
-            {"PK": {"S": pk}, "SK": {"S": keys.HEADER_SK}}, expr, names, values
-        )
+        return self._conditional_update({"PK": {"S": pk}, "SK": {"S": keys.HEADER_SK}}, expr, names, values)
 
     def _conditional_update(self, key: dict, expr: str, names: dict, values: dict) -> WriteResult:
         kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
@@ -524,7 +522,9 @@ class DynamoStore:
                 _raise_throttle(err)
                 raise
             reasons = err.response.get("CancellationReasons") or []
-            taken = [p for p, r in zip(parties, reasons, strict=False) if r.get("Code") == "ConditionalCheckFailed"]
+            taken = [
+                p for p, r in zip(parties, reasons, strict=False) if r.get("Code") == "ConditionalCheckFailed"
+            ]
             if not taken:
                 raise ServiceUnavailable("Storage is busy, retry later") from err
             return taken

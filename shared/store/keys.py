@@ -2,7 +2,7 @@
 
 | item | PK | SK | GSI1PK | GSI1SK |
 |---|---|---|---|---|
-| OCPI object (header) | `O#{module}#{CC}#{PID}#{ID}[#{variant}]` | `H` | `L#{module}#{collection}` | `{last_updated}#{PK}` |
+| object (header) | `O#{module}#{CC}#{PID}#{ID}[#{variant}]` | `H` | `L#{module}#{collection}` | `{lu}#{PK}` |
 | child of an object (EVSE) | same PK as its parent | `C#{child_id}` | - | - |
 | credentials token (hashed) | `T#{hmac}` | `T` | - | - |
 | partner | `P#{partner_id}` | `P` | `L#partners` | `{partner_id}` |

@@ -59,7 +59,9 @@ def test_patch_changes_only_sent_fields_and_respects_time(any_store) -> None:
 def test_children_are_separate_and_parent_follows(any_store) -> None:
     r = ref()
     kids = [Child(f"EVSE{i}", {"uid": f"EVSE{i}", "status": "AVAILABLE"}, at(1), order=i) for i in range(3)]
-    any_store.put(r, {"id": "LOC1", "last_updated": "2024-01-01T12:01:00Z"}, at(1), collection="own", children=kids)
+    any_store.put(
+        r, {"id": "LOC1", "last_updated": "2024-01-01T12:01:00Z"}, at(1), collection="own", children=kids
+    )
     assert any_store.patch_child(r, "EVSE1", {"status": "CHARGING"}, at(5)) is WriteResult.UPDATED
     got = any_store.get(r)
     assert [c.child_id for c in got.children] == ["EVSE0", "EVSE1", "EVSE2"]
