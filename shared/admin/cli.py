@@ -162,6 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("OCPI_LOG_STREAM", "stderr")  # stdout is for results
     args = build_parser().parse_args(argv)
     if args.env:
         load_env_file(args.env)
