@@ -117,5 +117,7 @@ class LocalStack:
         )
         from boto3.dynamodb.types import TypeDeserializer
 
-        item = ddb.get_item(TableName=env["OCPI_TABLE_NAME"], Key={"PK": {"S": f"P#{partner_id}"}, "SK": {"S": "P"}})
+        item = ddb.get_item(
+            TableName=env["OCPI_TABLE_NAME"], Key={"PK": {"S": f"P#{partner_id}"}, "SK": {"S": "P"}}
+        )
         return {k: TypeDeserializer().deserialize(v) for k, v in item["Item"].items()}["data"]

@@ -54,7 +54,9 @@ def handshake(initiator: LocalStack, receiver: LocalStack) -> tuple[dict, dict]:
     assert invite["versions_url"] == receiver.versions_url
     # Token A opens the versions module only.
     assert call(receiver, invite["token"], "/ocpi/versions").json()["status_code"] == 1000
-    mine = initiator.admin_json("register", "--versions-url", invite["versions_url"], "--token", invite["token"])
+    mine = initiator.admin_json(
+        "register", "--versions-url", invite["versions_url"], "--token", invite["token"]
+    )
     assert mine["status"] == "REGISTERED" and mine["version"] == "2.2.1"
     theirs = by_id(receiver, invite["partner_id"])
     assert theirs["status"] == "REGISTERED"
@@ -106,8 +108,9 @@ def test_cli_reports_failures_with_nonzero_exit(stacks) -> None:
     cpo, emsp = stacks
     bad = emsp.admin("register", "--versions-url", cpo.versions_url, "--token", "wrong", check=False)
     assert bad.returncode != 0 and "3001" in bad.stderr
-    down = emsp.admin("register", "--versions-url", "http://127.0.0.1:9/ocpi/versions", "--token", "x",
-                      check=False)
+    down = emsp.admin(
+        "register", "--versions-url", "http://127.0.0.1:9/ocpi/versions", "--token", "x", check=False
+    )
     assert down.returncode != 0 and "error:" in down.stderr
     missing = emsp.admin("update", "no-such-partner", check=False)
     assert missing.returncode != 0
