@@ -30,12 +30,22 @@ TIMED = "import time; t = time.perf_counter(); {code}; print(time.perf_counter()
 
 
 def measure(code: str, runs: int) -> float:
-    env = {**os.environ, "AWS_DEFAULT_REGION": "eu-west-1", "OCPI_TOKEN_KEY": "bench",
-           "PYTHONDONTWRITEBYTECODE": "0"}
+    env = {
+        **os.environ,
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "OCPI_TOKEN_KEY": "bench",
+        "PYTHONDONTWRITEBYTECODE": "0",
+    }
     samples = []
     for _ in range(runs + 1):  # the first run warms the OS file cache and writes .pyc files
-        out = subprocess.run([sys.executable, "-c", TIMED.format(code=code)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", TIMED.format(code=code)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         samples.append(float(out.stdout.strip()))
     return statistics.median(samples[1:])
 
@@ -55,7 +65,9 @@ def functions() -> list[tuple[str, Path]]:
 
 def run(runs: int = 7) -> list[dict]:
     floor = measure(FLOOR, runs)
-    rows = [{"function": "floor (fastapi+mangum+boto3 client)", "median_ms": round(floor * 1000, 1), "ratio": 1.0}]
+    rows = [
+        {"function": "floor (fastapi+mangum+boto3 client)", "median_ms": round(floor * 1000, 1), "ratio": 1.0}
+    ]
     for name, path in functions():
         t = measure(LOAD.format(path=str(path)), runs)
         rows.append({"function": name, "median_ms": round(t * 1000, 1), "ratio": round(t / floor, 2)})

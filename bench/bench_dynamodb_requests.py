@@ -18,8 +18,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.update({"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "eu-west-1",
-                   "OCPI_TOKEN_KEY": "bench", "OCPI_PUBLIC_URL": "https://ocpi.bench"})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "OCPI_TOKEN_KEY": "bench",
+        "OCPI_PUBLIC_URL": "https://ocpi.bench",
+    }
+)
 
 
 def _app(name: str):
@@ -63,8 +70,13 @@ def run() -> list[dict]:
 
         _, token_a = svc.invite(store, "bench")
         METER.reset()
-        body = {"token": "token-b", "url": partner.versions_url,
-                "roles": [{"role": "EMSP", "country_code": "DE", "party_id": "PRT", "business_details": {"name": "P"}}]}
+        body = {
+            "token": "token-b",
+            "url": partner.versions_url,
+            "roles": [
+                {"role": "EMSP", "country_code": "DE", "party_id": "PRT", "business_details": {"name": "P"}}
+            ],
+        }
         resp = creds.post("/ocpi/2.2.1/credentials", json=body, headers=hdr(token_a)).json()
         assert resp["status_code"] == 1000, resp
         record("POST credentials (partner registers with us)")
@@ -77,16 +89,24 @@ def run() -> list[dict]:
         for _ in range(10):
             versions.get("/ocpi/versions", headers=hdr(token_c))
         u = METER.reset()
-        rows.append({"operation": "authenticated request, warm (per request, mean of 10)",
-                     "requests": u.total_requests / 10, "by_operation": dict(u.requests),
-                     "read_units": u.read_units / 10, "write_units": u.write_units / 10})
+        rows.append(
+            {
+                "operation": "authenticated request, warm (per request, mean of 10)",
+                "requests": u.total_requests / 10,
+                "by_operation": dict(u.requests),
+                "read_units": u.read_units / 10,
+                "write_units": u.write_units / 10,
+            }
+        )
 
         partner.accepted_tokens.add("token-b2")
         creds.put("/ocpi/2.2.1/credentials", json={**body, "token": "token-b2"}, headers=hdr(token_c))
         record("PUT credentials (partner rotates)")
 
         partner.accepted_tokens.add("their-a")
-        partner.roles = [{"role": "CPO", "country_code": "BE", "party_id": "OTH", "business_details": {"name": "O"}}]
+        partner.roles = [
+            {"role": "CPO", "country_code": "BE", "party_id": "OTH", "business_details": {"name": "O"}}
+        ]
         METER.reset()
         p = svc.register_with(store, "https://ocpi.bench", partner.versions_url, "their-a", "other")
         record("register with a partner (we initiate)")
@@ -105,8 +125,10 @@ def main() -> None:
     print("DynamoDB requests and consumed capacity per operation (moto)")
     for r in rows:
         ops = ", ".join(f"{k} {v}" for k, v in sorted(r["by_operation"].items()))
-        print(f"  {r['operation']:<55} {r['requests']:>5} req  RCU {r['read_units']:>5.1f}  "
-              f"WCU {r['write_units']:>5.1f}  ({ops})")
+        print(
+            f"  {r['operation']:<55} {r['requests']:>5} req  RCU {r['read_units']:>5.1f}  "
+            f"WCU {r['write_units']:>5.1f}  ({ops})"
+        )
 
 
 if __name__ == "__main__":
