@@ -222,7 +222,9 @@ def _issue_token_c(store: Any, partner_id: str) -> tuple[str, str]:
 
 def register_partner(store: Any, base_url: str, version: str, who: Caller, body: Any) -> dict[str, Any]:
     """POST credentials with token A: call the partner back, store it, answer with token C."""
-    if who.kind != KIND_REGISTRATION or who.partner.get("status") == STATUS_REGISTERED:
+    if who.kind != KIND_REGISTRATION or who.partner.get("status") != STATUS_INVITED:
+        # Registered partners must PUT; a token B we handed out while registering with a partner
+        # (registration scope too) cannot be used to register that partner a second way.
         raise MethodNotAllowed("Already registered: use PUT to update or DELETE to unregister")
     creds: Credentials = validate(Credentials, body)
     found = discover(creds.token, str(creds.url))

@@ -296,3 +296,17 @@ def test_registration_token_expiry_is_bounded(api) -> None:
 
     rec = api["store"].get_token(hash_token(token_a))
     assert rec.kind == "A" and 0 < rec.expires_at - time.time() <= 61
+
+
+def test_our_handshake_token_b_cannot_register_the_partner_twice(api, partner) -> None:
+    """While we register with a partner, our token B opens versions/credentials for it; it must not
+    open a second registration through POST."""
+    from shared.store.base import TokenRecord
+
+    api["store"].put_partner({"partner_id": "px", "status": "REGISTERING", "roles": []})
+    from shared.auth import hash_token
+
+    api["store"].put_token(TokenRecord(hash_token("our-b"), "px", "A", int(time.time()) + 60))
+    assert api["versions"].get("/ocpi/versions", headers=hdr("our-b")).status_code == 200
+    resp = api["creds"].post("/ocpi/2.2.1/credentials", json=creds_body(partner), headers=hdr("our-b"))
+    assert resp.status_code == 405
