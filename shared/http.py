@@ -258,3 +258,30 @@ def handler_for(app: FastAPI) -> Callable:
     from mangum import Mangum
 
     return Mangum(app, lifespan="off")
+
+
+def partner_request(request: Request, version: str) -> Caller:
+    """Dependency of every functional module route: a registered partner, a version we serve,
+    valid routing headers."""
+    check_version(version)
+    who = caller(request)
+    check_routing(routing_headers(request), who)
+    return who
+
+
+def outcome_response(result: Any) -> OcpiResponse:
+    """The answer to a PUT/PATCH/DELETE (a services.objects.Outcome): 201 when created, else 200;
+    a stale update is success with a message saying the newer stored data was kept."""
+    return OcpiResponse(result.data, message=result.message, http_status=result.http_status)
+
+
+def paged_response(request: Request, items: list[Any], params: Any, page: Any) -> OcpiResponse:
+    from shared.pagination import page_headers
+
+    return OcpiResponse(items, headers=page_headers(url_without_query(request), params, page))
+
+
+def page_params(request: Request, *, require_date_from: bool = False) -> Any:
+    from shared.pagination import parse_params
+
+    return parse_params(dict(request.query_params), require_date_from=require_date_from)

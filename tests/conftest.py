@@ -28,7 +28,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from shared import auth, config, store
+    from shared import auth, config, events, store
 
     for var in list(os.environ):
         if var.startswith("OCPI_") and var != "OCPI_SPEC_DIR":
@@ -39,10 +39,12 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     config.reset_settings()
     auth.clear_cache()
     store.reset_store()
+    events.reset()
     yield
     config.reset_settings()
     auth.clear_cache()
     store.reset_store()
+    events.reset()
 
 
 @pytest.fixture
@@ -50,8 +52,12 @@ def memory_store() -> Iterator:
     from shared.store import set_store
     from shared.store.memory import MemoryStore
 
+    from shared import events
+
     s = MemoryStore()
     set_store(s)
+    s.published = []  # events go to this list: no AWS in memory-store tests
+    events.set_sink(s.published.append)
     yield s
 
 
@@ -77,6 +83,7 @@ def dynamo_store(aws: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator:
     from shared.store.dynamo import DynamoStore
 
     monkeypatch.setenv("OCPI_TABLE_NAME", aws["OcpiTable"])
+    monkeypatch.setenv("OCPI_EVENT_BUS_NAME", aws["OcpiBus"])
     config.reset_settings()
     s = DynamoStore(dynamodb_client(), aws["OcpiTable"])
     set_store(s)

@@ -32,6 +32,10 @@ class ObjectMissing(LookupError):
     """PATCH/child write on an object (or child) that does not exist."""
 
 
+class ConcurrentUpdate(RuntimeError):
+    """A read-modify-write lost a race (the version read has changed): read again and retry."""
+
+
 @dataclass(frozen=True)
 class ObjectRef:
     module: str
@@ -55,6 +59,7 @@ class Child:
     body: dict[str, Any]
     last_updated: datetime
     order: int = 0
+    version: str = ""  # opaque, changes on every write (optimistic concurrency for read-modify-write)
 
 
 @dataclass
@@ -106,7 +111,15 @@ class ObjectStore(Protocol):
 
     def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult: ...
 
-    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult: ...
+    def get_child(self, ref: ObjectRef, child_id: str) -> Child | None: ...
+
+    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
+        """Upsert a child unless the stored one is newer. With expected_version (read earlier by
+        get_child; "" = it did not exist) the write only happens if nothing changed since, else
+        ConcurrentUpdate."""
+        ...
+
+    def replace_children(self, ref: ObjectRef, children: Sequence[Child]) -> None: ...
 
     def patch_child(
         self, ref: ObjectRef, child_id: str, fields: dict[str, Any], last_updated: datetime

@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import time
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ from shared.models.types import format_datetime, parse_datetime
 from shared.store import keys
 from shared.store.base import (
     Child,
+    ConcurrentUpdate,
     ListQuery,
     ObjectMissing,
     ObjectRef,
@@ -106,18 +108,32 @@ class DynamoStore:
             if it["SK"] == keys.HEADER_SK:
                 header = it
             elif it["SK"].startswith(keys.CHILD_PREFIX):
-                children.append(
-                    Child(
-                        child_id=it["SK"][len(keys.CHILD_PREFIX) :],
-                        body=jsonutil.from_dynamo_tree(it.get("body", {})),
-                        last_updated=parse_datetime(it["lu"]),
-                        order=int(it.get("ord", 0)),
-                    )
-                )
+                children.append(self._child(it))
         if header is None:
             return None
         children.sort(key=lambda c: (c.order, c.child_id))
         return self._stored(ref, header, children)
+
+    @staticmethod
+    def _child(it: dict) -> Child:
+        return Child(
+            child_id=it.get("cid") or it["SK"][len(keys.CHILD_PREFIX) :],
+            body=jsonutil.from_dynamo_tree(it.get("body", {})),
+            last_updated=parse_datetime(it["lu"]),
+            order=int(it.get("ord", 0)),
+            version=it.get("ver", ""),
+        )
+
+    def get_child(self, ref: ObjectRef, child_id: str) -> Child | None:
+        resp = self._call(
+            "get_item",
+            Key={"PK": {"S": keys.object_pk(ref)}, "SK": {"S": keys.child_sk(child_id)}},
+            ConsistentRead=True,
+        )
+        return self._child(_plain(resp["Item"])) if "Item" in resp else None
+
+    def replace_children(self, ref: ObjectRef, children: Sequence[Child]) -> None:
+        self._replace_children(keys.object_pk(ref), children, existed=True)
 
     @staticmethod
     def _stored(ref: ObjectRef, it: dict, children: list[Child] | None = None) -> StoredObject:
@@ -194,8 +210,10 @@ class DynamoStore:
                             {
                                 "PK": pk,
                                 "SK": keys.child_sk(c.child_id),
+                                "cid": c.child_id,
                                 "lu": lu_key(c.last_updated),
                                 "ord": c.order,
+                                "ver": uuid.uuid4().hex,
                                 "body": c.body,
                             }
                         )
@@ -270,20 +288,40 @@ class DynamoStore:
                 raise ObjectMissing(pk) from err
             # The parent is already as new or newer: nothing to do.
 
-    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult:
+    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
         pk = keys.object_pk(ref)
         lu = lu_key(child.last_updated)
         sk = keys.child_sk(child.child_id)
+        item = {
+            "PK": pk,
+            "SK": sk,
+            "cid": child.child_id,
+            "lu": lu,
+            "ord": child.order,
+            "ver": uuid.uuid4().hex,
+            "body": child.body,
+        }
+        values: dict[str, Any] = {":lu": {"S": lu}}
+        if expected_version is None:
+            cond = "attribute_not_exists(SK) OR lu <= :lu"
+        elif expected_version == "":
+            cond = "attribute_not_exists(SK)"
+            values = {}
+        else:
+            cond = "ver = :ver"
+            values = {":ver": {"S": expected_version}}
         try:
             resp = self._call(
                 "put_item",
-                Item=_item({"PK": pk, "SK": sk, "lu": lu, "ord": child.order, "body": child.body}),
-                ConditionExpression="attribute_not_exists(SK) OR lu <= :lu",
-                ExpressionAttributeValues={":lu": {"S": lu}},
+                Item=_item(item),
+                ConditionExpression=cond,
                 ReturnValues="ALL_OLD",
+                **({"ExpressionAttributeValues": values} if values else {}),
             )
         except BotoClientError as err:
             if _code(err) == "ConditionalCheckFailedException":
+                if expected_version is not None:
+                    raise ConcurrentUpdate(sk) from err
                 return WriteResult.STALE
             raise
         try:
@@ -300,9 +338,9 @@ class DynamoStore:
         pk = keys.object_pk(ref)
         lu = lu_key(last_updated)
         names: dict[str, str] = {}
-        values: dict[str, Any] = {":lu": {"S": lu}}
+        values: dict[str, Any] = {":lu": {"S": lu}, ":ver": {"S": uuid.uuid4().hex}}
         sets, removes = self._set_fields(fields, names, values)
-        expr = "SET " + ", ".join([*sets, "lu = :lu"])
+        expr = "SET " + ", ".join([*sets, "lu = :lu", "ver = :ver"])
         if removes:
             expr += " REMOVE " + ", ".join(removes)
         result = self._conditional_update(

@@ -23,8 +23,8 @@ def object_pk(ref: ObjectRef) -> str:
 
 
 def child_sk(child_id: str) -> str:
-    # EVSE uids are case-sensitive strings: keep them as sent.
-    return f"{CHILD_PREFIX}{child_id}"
+    # EVSE uids are CiString(36) in URLs: compare case-insensitively.
+    return f"{CHILD_PREFIX}{child_id.upper()}"
 
 
 def list_pk(module: str, collection: str) -> str:

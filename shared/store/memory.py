@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -16,6 +17,7 @@ from shared.models.types import format_datetime
 from shared.store import keys
 from shared.store.base import (
     Child,
+    ConcurrentUpdate,
     ListQuery,
     ObjectMissing,
     ObjectRef,
@@ -62,7 +64,11 @@ class MemoryStore:
             old = self.objects.get(pk)
             if old is not None and old.last_updated > lu:
                 return WriteResult.STALE
-            kids = copy.deepcopy(list(children)) if children is not None else (old.children if old else [])
+            kids = (
+                [self._versioned(c) for c in children]
+                if children is not None
+                else (old.children if old else [])
+            )
             self.objects[pk] = StoredObject(
                 ref=ref,
                 body=copy.deepcopy(body),
@@ -91,19 +97,45 @@ class MemoryStore:
             obj.last_updated = lu
             obj.body["last_updated"] = format_datetime(last_updated)
 
-    def put_child(self, ref: ObjectRef, child: Child) -> WriteResult:
+    def get_child(self, ref: ObjectRef, child_id: str) -> Child | None:
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            for c in obj.children if obj else []:
+                if c.child_id.upper() == child_id.upper():
+                    return copy.deepcopy(c)
+            return None
+
+    def replace_children(self, ref: ObjectRef, children: Sequence[Child]) -> None:
+        with self._lock:
+            obj = self.objects.get(keys.object_pk(ref))
+            if obj is None:
+                raise ObjectMissing(keys.object_pk(ref))
+            obj.children = [self._versioned(c) for c in children]
+
+    @staticmethod
+    def _versioned(child: Child) -> Child:
+        c = copy.deepcopy(child)
+        c.version = uuid.uuid4().hex
+        return c
+
+    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
         with self._lock:
             obj = self.objects.get(keys.object_pk(ref))
             if obj is None:
                 raise ObjectMissing(keys.object_pk(ref))
             for i, c in enumerate(obj.children):
-                if c.child_id == child.child_id:
-                    if lu_key(c.last_updated) > lu_key(child.last_updated):
+                if c.child_id.upper() == child.child_id.upper():
+                    if expected_version is not None:
+                        if c.version != expected_version:
+                            raise ConcurrentUpdate(child.child_id)
+                    elif lu_key(c.last_updated) > lu_key(child.last_updated):
                         return WriteResult.STALE
-                    obj.children[i] = copy.deepcopy(child)
+                    obj.children[i] = self._versioned(child)
                     self._touch_parent(obj, child.last_updated)
                     return WriteResult.UPDATED
-            obj.children.append(copy.deepcopy(child))
+            if expected_version:
+                raise ConcurrentUpdate(child.child_id)
+            obj.children.append(self._versioned(child))
             self._touch_parent(obj, child.last_updated)
             return WriteResult.CREATED
 
@@ -115,11 +147,12 @@ class MemoryStore:
             if obj is None:
                 raise ObjectMissing(keys.object_pk(ref))
             for c in obj.children:
-                if c.child_id == child_id:
+                if c.child_id.upper() == child_id.upper():
                     if lu_key(c.last_updated) > lu_key(last_updated):
                         return WriteResult.STALE
                     _apply(c.body, fields)
                     c.last_updated = last_updated
+                    c.version = uuid.uuid4().hex
                     self._touch_parent(obj, last_updated)
                     return WriteResult.UPDATED
             raise ObjectMissing(child_id)

@@ -42,7 +42,13 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
 
     monkeypatch.delenv("OCPI_PUBLIC_URL")  # derive the URL from API Gateway's request context
     config.reset_settings()
-    dynamo_store.put_partner({"partner_id": "p1", "status": "REGISTERED", "roles": []})
+    dynamo_store.put_partner(
+        {
+            "partner_id": "p1",
+            "status": "REGISTERED",
+            "roles": [{"role": "CPO", "country_code": "NL", "party_id": "TNM"}],
+        }
+    )
     dynamo_store.put_token(TokenRecord(hash_token("event-sample-token"), "p1", "C"))
     event = json.loads(event_file.read_text())
     result = handler_for(event_file.parent.name)(event, Context())
@@ -52,6 +58,8 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
     assert headers["x-request-id"] == "sample-request-1"
     if "invalid_json" in event_file.name:
         assert result["statusCode"] == 400 and body["status_code"] == 2001
+    elif "unknown_location" in event_file.name:
+        assert result["statusCode"] == 404 and body["status_code"] == 2003
     else:
         assert result["statusCode"] == 200 and body["status_code"] == 1000, body
         text = json.dumps(body)

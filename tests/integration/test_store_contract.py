@@ -160,3 +160,26 @@ def test_partners_tokens_and_party_claims(any_store) -> None:
     assert any_store.claim_parties("p2", [("EMSP", "NL", "NEW")]) == []  # nothing was claimed before
     any_store.release_parties("p1", [a])
     assert any_store.claim_parties("p2", [a]) == []
+
+
+def test_child_read_modify_write_detects_concurrent_changes(any_store) -> None:
+    from shared.store.base import ConcurrentUpdate
+
+    r = ref()
+    any_store.put(r, {"id": "LOC1"}, at(1), collection="own", children=[Child("E1", {"v": 1}, at(1))])
+    first = any_store.get_child(r, "e1")  # CiString: case-insensitive
+    assert first.body == {"v": 1} and first.version
+    any_store.patch_child(r, "E1", {"v": 2}, at(2))  # someone else writes in between
+    with pytest.raises(ConcurrentUpdate):
+        any_store.put_child(r, Child("E1", {"v": 99}, at(3)), expected_version=first.version)
+    again = any_store.get_child(r, "E1")
+    assert (
+        any_store.put_child(r, Child("E1", {"v": 3}, at(3)), expected_version=again.version)
+        is WriteResult.UPDATED
+    )
+    with pytest.raises(ConcurrentUpdate):
+        any_store.put_child(r, Child("E1", {"v": 4}, at(4)), expected_version="")  # "must not exist"
+    assert any_store.get_child(r, "E1").body == {"v": 3}
+    assert any_store.get_child(r, "NOPE") is None
+    any_store.replace_children(r, [Child("E2", {"v": 5}, at(5))])
+    assert [c.child_id for c in any_store.get(r).children] == ["E2"]

@@ -1,0 +1,178 @@
+"""Locations module (mod_locations.asciidoc): the sender interface (our own locations, as CPO) and
+the receiver interface (CPO partners push theirs to us, as eMSP)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from shared.auth import Caller
+from shared.envelope import OcpiResponse
+from shared.http import (
+    create_app,
+    handler_for,
+    json_body,
+    outcome_response,
+    page_params,
+    paged_response,
+    partner_request,
+)
+from shared.services import locations
+from shared.store import get_store
+
+router = APIRouter()
+SENDER = "/ocpi/{version}/sender/locations"
+RECEIVER = "/ocpi/{version}/receiver/locations/{country_code}/{party_id}/{location_id}"
+
+
+# ------------------------------------------------------------------ sender interface
+@router.get(SENDER)
+def list_locations(request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    params = page_params(request)
+    items, page = locations.list_own(get_store(), params)
+    return paged_response(request, items, params, page)
+
+
+@router.get(SENDER + "/{location_id}")
+def get_location(location_id: str, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    return OcpiResponse(locations.get_own(get_store(), location_id))
+
+
+@router.get(SENDER + "/{location_id}/{evse_uid}")
+def get_evse(location_id: str, evse_uid: str, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    return OcpiResponse(locations.get_own(get_store(), location_id, evse_uid))
+
+
+@router.get(SENDER + "/{location_id}/{evse_uid}/{connector_id}")
+def get_connector(
+    location_id: str, evse_uid: str, connector_id: str, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    return OcpiResponse(locations.get_own(get_store(), location_id, evse_uid, connector_id))
+
+
+# ------------------------------------------------------------------ receiver interface
+@router.get(RECEIVER)
+def rx_get_location(
+    country_code: str, party_id: str, location_id: str, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    return OcpiResponse(locations.get_received(get_store(), who, country_code, party_id, location_id))
+
+
+@router.get(RECEIVER + "/{evse_uid}")
+def rx_get_evse(
+    country_code: str, party_id: str, location_id: str, evse_uid: str, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    return OcpiResponse(
+        locations.get_received(get_store(), who, country_code, party_id, location_id, evse_uid)
+    )
+
+
+@router.get(RECEIVER + "/{evse_uid}/{connector_id}")
+def rx_get_connector(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    connector_id: str,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    return OcpiResponse(
+        locations.get_received(get_store(), who, country_code, party_id, location_id, evse_uid, connector_id)
+    )
+
+
+@router.put(RECEIVER)
+async def rx_put_location(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.put_location(get_store(), who, country_code, party_id, location_id, body)
+    )
+
+
+@router.put(RECEIVER + "/{evse_uid}")
+async def rx_put_evse(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.put_evse(get_store(), who, country_code, party_id, location_id, evse_uid, body)
+    )
+
+
+@router.put(RECEIVER + "/{evse_uid}/{connector_id}")
+async def rx_put_connector(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    connector_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.put_connector(
+            get_store(), who, country_code, party_id, location_id, evse_uid, connector_id, body
+        )
+    )
+
+
+@router.patch(RECEIVER)
+async def rx_patch_location(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.patch_location(get_store(), who, country_code, party_id, location_id, body)
+    )
+
+
+@router.patch(RECEIVER + "/{evse_uid}")
+async def rx_patch_evse(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.patch_evse(get_store(), who, country_code, party_id, location_id, evse_uid, body)
+    )
+
+
+@router.patch(RECEIVER + "/{evse_uid}/{connector_id}")
+async def rx_patch_connector(
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    connector_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
+) -> OcpiResponse:
+    body = await json_body(request)
+    return outcome_response(
+        locations.patch_connector(
+            get_store(), who, country_code, party_id, location_id, evse_uid, connector_id, body
+        )
+    )
+
+
+app = create_app("locations", [router])
+handler = handler_for(app)
