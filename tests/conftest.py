@@ -49,10 +49,9 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 @pytest.fixture
 def memory_store() -> Iterator:
+    from shared import events
     from shared.store import set_store
     from shared.store.memory import MemoryStore
-
-    from shared import events
 
     s = MemoryStore()
     set_store(s)

@@ -9,7 +9,13 @@ What it does, all derived from the SAM template:
 3. imports every function that has API events (``<CodeUri>/app.py``, module-level ASGI ``app``) with the
    function environment of the template (Globals merged with the function's own);
 4. serves them with uvicorn behind one dispatcher that routes like API Gateway REST (most specific path,
-   then method or ANY; 404/405 in the OCPI envelope otherwise).
+   then method or ANY; 404/405 in the OCPI envelope otherwise);
+5. runs background functions (``Events`` of ``Type: SQS``) like Lambda's event source mapping: one poller
+   thread per (function, queue) long-polls the queue, calls ``<CodeUri>/app.py``'s handler with the
+   Lambda SQS event and a fake context, then deletes what succeeded (all of the batch, or, with
+   ``ReportBatchItemFailures``, what ``batchItemFailures`` does not list; nothing when the handler
+   raises). The rest becomes visible again after the queue's VisibilityTimeout and is redelivered, or
+   moved to the queue's dead-letter queue after maxReceiveCount receives.
 
 It prints the versions URL, the moto endpoint, the own parties and how to get a registration token, writes
 the environment for ``ocpi-admin`` to ``.local/<STACK_NAME>.env`` (``source`` it), then prints
@@ -33,14 +39,19 @@ AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are set by the sta
 AWS_PROFILE and service-specific AWS_ENDPOINT_URL_* variables are removed from its environment.
 
 Known limits: all functions share one process, so environment variables that differ between functions
-(e.g. OCPI_FUNCTION_MODULE) are only set while that function's module is imported; a function's sibling
-modules are imported from its code directory at import time only (lazy imports of them later fail).
+(e.g. OCPI_FUNCTION_MODULE) are only set while that function's module is imported and, for background
+functions, while their handler runs (then visible process-wide; background invocations that need
+different values for the same variable wait for each other). A function's sibling modules are imported
+from its code directory at import time only (lazy imports of them later fail). Pollers receive at most 10
+messages per batch (BatchSize above 10, MaximumBatchingWindowInSeconds and ScalingConfig are not applied)
+and do not stop a handler that runs past its Timeout (they log it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import importlib.machinery
 import importlib.util
@@ -55,7 +66,9 @@ import socket
 import string
 import sys
 import threading
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -617,13 +630,21 @@ def _hide_private_modules(names: set[str], code_dir: Path, owner: str) -> None:
             sys.modules[f"{owner}.{name}"] = sys.modules.pop(name)
 
 
-def load_function_app(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
-    """Import ``<base_dir>/<CodeUri>/<handler module>.py`` under a unique name and return its ``app``."""
+def _module_unique_name(spec: FunctionSpec) -> str:
+    return "ocpi_fn_" + re.sub(r"\W", "_", spec.logical_id).lower()
+
+
+def load_function_module(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
+    """Import ``<base_dir>/<CodeUri>/<handler module>.py`` under a unique name, with ``environment`` applied.
+
+    The function's variables are set in ``os.environ`` for the import only and restored afterwards, so
+    values specific to one function do not leak into the others sharing this process.
+    """
     code_dir = (base_dir / spec.code_uri).resolve()
     module_file = code_dir / (spec.module_name.replace(".", "/") + ".py")
     if not module_file.is_file():
         raise FileNotFoundError(f"{spec.logical_id}: {module_file} not found (CodeUri {spec.code_uri})")
-    unique = "ocpi_fn_" + re.sub(r"\W", "_", spec.logical_id).lower()
+    unique = _module_unique_name(spec)
     import_spec = importlib.util.spec_from_file_location(unique, module_file)
     if import_spec is None or import_spec.loader is None:
         raise ImportError(f"cannot import {module_file}")
@@ -641,10 +662,443 @@ def load_function_app(spec: FunctionSpec, base_dir: Path, environment: Mapping[s
         with contextlib.suppress(ValueError):
             sys.path.remove(str(code_dir))
         _hide_private_modules(set(sys.modules) - before - {unique}, code_dir, unique)
+    return module
+
+
+def load_function_app(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
+    """Import the function's module (see :func:`load_function_module`) and return its ASGI ``app``."""
+    module = load_function_module(spec, base_dir, environment)
     app = getattr(module, "app", None)
     if app is None or not callable(app):
-        raise ImportError(f"{spec.logical_id}: {module_file} has no module-level ASGI `app`")
+        raise ImportError(f"{spec.logical_id}: {module.__file__} has no module-level ASGI `app`")
     return app
+
+
+def load_function_handler(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
+    """Import the function's module (see :func:`load_function_module`) and return its Lambda handler."""
+    module = load_function_module(spec, base_dir, environment)
+    handler = getattr(module, spec.handler_attribute, None)
+    if handler is None or not callable(handler):
+        raise ImportError(f"{spec.logical_id}: {module.__file__} has no handler `{spec.handler_attribute}`")
+    return handler
+
+
+# ------------------------------------------------------------------------- background functions (SQS)
+
+#: System attributes Lambda puts in an SQS record's ``attributes`` (when SQS returns them), in its order.
+_LAMBDA_SQS_ATTRIBUTES = (
+    "ApproximateReceiveCount",
+    "SentTimestamp",
+    "SenderId",
+    "ApproximateFirstReceiveTimestamp",
+    "SequenceNumber",
+    "MessageGroupId",
+    "MessageDeduplicationId",
+    "AWSTraceHeader",
+    "DeadLetterQueueSourceArn",
+)
+
+#: Lambda's default function timeout (seconds) when the template sets none.
+DEFAULT_FUNCTION_TIMEOUT = 3
+#: Lambda's default memory size (MB) when the template sets none.
+DEFAULT_FUNCTION_MEMORY = 128
+
+
+class LambdaContext:
+    """The part of Lambda's context object handlers (and Powertools) use."""
+
+    def __init__(
+        self,
+        function_name: str,
+        *,
+        memory_limit_in_mb: int = DEFAULT_FUNCTION_MEMORY,
+        invoked_function_arn: str = "",
+        timeout_seconds: float = DEFAULT_FUNCTION_TIMEOUT,
+        aws_request_id: str | None = None,
+    ) -> None:
+        self.function_name = function_name
+        self.function_version = "$LATEST"
+        self.memory_limit_in_mb = memory_limit_in_mb
+        self.invoked_function_arn = invoked_function_arn
+        self.aws_request_id = aws_request_id or str(uuid.uuid4())
+        self.log_group_name = f"/aws/lambda/{function_name}"
+        self.log_stream_name = f"{datetime.now(UTC):%Y/%m/%d}/[$LATEST]{uuid.uuid4().hex}"
+        self.identity = None
+        self.client_context = None
+        self.tenant_id = None
+        self.timeout_seconds = timeout_seconds
+        self._deadline = time.monotonic() + timeout_seconds
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def _lambda_message_attributes(attributes: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """boto3's MessageAttributes in the shape of a Lambda SQS record's ``messageAttributes``."""
+    converted: dict[str, dict[str, Any]] = {}
+    for name, attribute in attributes.items():
+        value: dict[str, Any] = {}
+        if "StringValue" in attribute:
+            value["stringValue"] = attribute["StringValue"]
+        if "BinaryValue" in attribute:
+            raw = attribute["BinaryValue"]
+            raw = raw.encode() if isinstance(raw, str) else bytes(raw)
+            value["binaryValue"] = base64.b64encode(raw).decode("ascii")
+        value["stringListValues"] = list(attribute.get("StringListValues") or [])
+        value["binaryListValues"] = [
+            base64.b64encode(item if isinstance(item, bytes) else str(item).encode()).decode("ascii")
+            for item in attribute.get("BinaryListValues") or []
+        ]
+        value["dataType"] = attribute.get("DataType", "String")
+        converted[name] = value
+    return converted
+
+
+def build_sqs_event(messages: list[Mapping[str, Any]], queue_arn: str, region: str) -> dict[str, Any]:
+    """The event Lambda's SQS event source mapping passes for ``messages`` (boto3 receive_message output)."""
+    records = []
+    for message in messages:
+        system = message.get("Attributes") or {}
+        record: dict[str, Any] = {
+            "messageId": message["MessageId"],
+            "receiptHandle": message["ReceiptHandle"],
+            "body": message.get("Body", ""),
+            "attributes": {key: str(system[key]) for key in _LAMBDA_SQS_ATTRIBUTES if key in system},
+            "messageAttributes": _lambda_message_attributes(message.get("MessageAttributes") or {}),
+            "md5OfBody": message.get("MD5OfBody", ""),
+        }
+        if message.get("MD5OfMessageAttributes"):
+            record["md5OfMessageAttributes"] = message["MD5OfMessageAttributes"]
+        record.update({"eventSource": "aws:sqs", "eventSourceARN": queue_arn, "awsRegion": region})
+        records.append(record)
+    return {"Records": records}
+
+
+def batch_item_failures(result: Any, message_ids: Iterable[str]) -> set[str] | None:
+    """Message ids a ReportBatchItemFailures response lists as failed; None when the response is invalid.
+
+    Like Lambda: a null response, an empty one or a null/empty ``batchItemFailures`` is a full success;
+    a response that is not an object, or an item without a valid ``itemIdentifier`` of this batch, fails
+    the whole batch.
+    """
+    if result is None:
+        return set()
+    if not isinstance(result, Mapping):
+        return None
+    items = result.get("batchItemFailures")
+    if items is None:
+        return set()
+    if not isinstance(items, list):
+        return None
+    known = set(message_ids)
+    failed: set[str] = set()
+    for item in items:
+        identifier = item.get("itemIdentifier") if isinstance(item, Mapping) else None
+        if not isinstance(identifier, str) or identifier not in known:
+            return None
+        failed.add(identifier)
+    return failed
+
+
+class _EnvironmentOverlay:
+    """Sets a function's own variables in ``os.environ`` while its handler runs, and restores them after.
+
+    Invocations whose variables agree (the same function, or different keys) run concurrently; one that
+    needs a different value for a variable currently set by another waits until that one finishes.
+    """
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        #: key -> [value, users, value before the first user]
+        self._active: dict[str, list[Any]] = {}
+
+    def _compatible(self, values: Mapping[str, str]) -> bool:
+        return all(key not in self._active or self._active[key][0] == v for key, v in values.items())
+
+    @contextlib.contextmanager
+    def applied(self, values: Mapping[str, str]):
+        if not values:
+            yield
+            return
+        with self._condition:
+            self._condition.wait_for(lambda: self._compatible(values))
+            for key, value in values.items():
+                if key in self._active:
+                    self._active[key][1] += 1
+                else:
+                    self._active[key] = [value, 1, os.environ.get(key)]
+                    os.environ[key] = value
+        try:
+            yield
+        finally:
+            with self._condition:
+                for key in values:
+                    entry = self._active[key]
+                    entry[1] -= 1
+                    if entry[1] == 0:
+                        del self._active[key]
+                        if entry[2] is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = entry[2]
+                self._condition.notify_all()
+
+
+_FUNCTION_ENVIRONMENT = _EnvironmentOverlay()
+
+
+def _arn_parts(arn: str) -> list[str]:
+    parts = arn.split(":", 5)
+    return parts if len(parts) == 6 else ["arn", "aws", "sqs", "", "", arn]
+
+
+class SqsPoller:
+    """Lambda's SQS event source mapping for one (function, queue): receive, invoke, delete.
+
+    :meth:`poll_once` does one long poll and, if it got messages, one invocation; :meth:`run` loops on it
+    until ``stop_event`` is set (a thread per poller: :meth:`start`). One poller per source never runs two
+    batches at once, so FIFO message groups are delivered in order, as Lambda does.
+
+    ``environment`` holds the variables applied while the handler runs (by default the function's variables
+    whose value differs from this process's environment when the poller is created).
+    """
+
+    def __init__(
+        self,
+        spec: FunctionSpec,
+        queue_url: str,
+        queue_arn: str,
+        handler: Callable[[dict[str, Any], Any], Any],
+        batch_size: int = 10,
+        report_failures: bool = False,
+        stop_event: threading.Event | None = None,
+        *,
+        environment: Mapping[str, str] | None = None,
+        client: Any = None,
+        wait_seconds: int = 1,
+    ) -> None:
+        self.spec = spec
+        self.queue_url = queue_url
+        self.queue_arn = queue_arn
+        self.handler = handler
+        self.batch_size = batch_size
+        self.report_failures = report_failures
+        self.stop_event = stop_event if stop_event is not None else threading.Event()
+        self.wait_seconds = wait_seconds
+        arn = _arn_parts(queue_arn)
+        self.region = arn[3] or os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+        self.account_id = arn[4] or os.environ.get("MOTO_ACCOUNT_ID") or DEFAULT_ACCOUNT_ID
+        self.queue_name = arn[5]
+        self.max_messages = max(1, min(int(batch_size), 10))
+        if environment is None:
+            environment = {k: v for k, v in spec.environment.items() if os.environ.get(k) != v}
+        self.environment = dict(environment)
+        self.client = client or boto3.session.Session(region_name=self.region).client("sqs")
+        self.function_name = spec.function_name or spec.logical_id
+        self.function_arn = f"arn:aws:lambda:{self.region}:{self.account_id}:function:{self.function_name}"
+        self.thread: threading.Thread | None = None
+        #: Counters, for logs and tests.
+        self.invocations = 0
+        self.handler_errors = 0
+
+    def __repr__(self) -> str:
+        return f"SqsPoller({self.spec.logical_id} <- {self.queue_name})"
+
+    # ------------------------------------------------------------------ one round
+
+    def receive(self) -> list[dict[str, Any]]:
+        response = self.client.receive_message(
+            QueueUrl=self.queue_url,
+            MaxNumberOfMessages=self.max_messages,
+            WaitTimeSeconds=self.wait_seconds,
+            AttributeNames=["All"],
+            MessageAttributeNames=["All"],
+        )
+        return list(response.get("Messages") or [])
+
+    def context(self) -> LambdaContext:
+        return LambdaContext(
+            self.function_name,
+            memory_limit_in_mb=self.spec.memory_size or DEFAULT_FUNCTION_MEMORY,
+            invoked_function_arn=self.function_arn,
+            timeout_seconds=self.spec.timeout or DEFAULT_FUNCTION_TIMEOUT,
+        )
+
+    def invoke(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Run the handler on ``event``; return the records to delete (the ones that succeeded)."""
+        records = event["Records"]
+        context = self.context()
+        started = time.monotonic()
+        self.invocations += 1
+        try:
+            with _FUNCTION_ENVIRONMENT.applied(self.environment):
+                result = self.handler(event, context)
+        except Exception:
+            self.handler_errors += 1
+            log.exception(
+                "%s: handler failed on %d message(s) from %s (request %s); the batch will be retried",
+                self.spec.logical_id,
+                len(records),
+                self.queue_name,
+                context.aws_request_id,
+            )
+            return []
+        finally:
+            elapsed = time.monotonic() - started
+            if elapsed > context.timeout_seconds:
+                log.warning(
+                    "%s: took %.1f s, more than its Timeout of %s s (Lambda would have stopped it)",
+                    self.spec.logical_id,
+                    elapsed,
+                    context.timeout_seconds,
+                )
+        if not self.report_failures:
+            return list(records)
+        failed = batch_item_failures(result, (record["messageId"] for record in records))
+        if failed is None:
+            log.error(
+                "%s: invalid ReportBatchItemFailures response %r; the whole batch will be retried",
+                self.spec.logical_id,
+                result,
+            )
+            return []
+        if failed:
+            log.info(
+                "%s: %d of %d message(s) from %s failed and will be retried",
+                self.spec.logical_id,
+                len(failed),
+                len(records),
+                self.queue_name,
+            )
+        return [record for record in records if record["messageId"] not in failed]
+
+    def delete(self, records: list[dict[str, Any]]) -> None:
+        for start in range(0, len(records), 10):
+            chunk = records[start : start + 10]
+            response = self.client.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[
+                    {"Id": str(index), "ReceiptHandle": record["receiptHandle"]}
+                    for index, record in enumerate(chunk)
+                ],
+            )
+            for failure in response.get("Failed") or []:
+                log.warning(
+                    "%s: could not delete message %s from %s: %s",
+                    self.spec.logical_id,
+                    chunk[int(failure["Id"])]["messageId"],
+                    self.queue_name,
+                    failure.get("Message") or failure.get("Code"),
+                )
+
+    def poll_once(self) -> int:
+        """One long poll; invoke the handler on what came and delete what succeeded. Returns #messages."""
+        messages = self.receive()
+        if not messages:
+            return 0
+        event = build_sqs_event(messages, self.queue_arn, self.region)
+        self.delete(self.invoke(event))
+        return len(messages)
+
+    # ------------------------------------------------------------------ thread
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                self.poll_once()
+            except Exception as exc:
+                if self.stop_event.is_set():
+                    break
+                log.warning(
+                    "poller %s <- %s: %s (retrying in 1 s)",
+                    self.spec.logical_id,
+                    self.queue_name,
+                    exc,
+                    exc_info=log.isEnabledFor(logging.DEBUG),
+                )
+                self.stop_event.wait(1.0)
+
+    def start(self) -> threading.Thread:
+        self.thread = threading.Thread(
+            target=self.run, name=f"sqs-poller-{self.spec.logical_id}-{self.queue_name}", daemon=True
+        )
+        self.thread.start()
+        return self.thread
+
+
+@dataclass
+class SqsEventSource:
+    """One SQS event of a background function, resolved against the provisioned queues."""
+
+    spec: FunctionSpec
+    handler: Callable[[dict[str, Any], Any], Any]
+    queue_name: str
+    queue_url: str
+    queue_arn: str
+    batch_size: int
+    report_failures: bool
+    #: The function's variables that differ from the variables shared by every function.
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_sqs_queue(queue: str, resolver: Resolver) -> tuple[str, str, str]:
+    """(name, url, arn) of an SQS event's queue: a template queue's logical id, or a queue ARN."""
+    if queue in resolver.resources:
+        if resolver.resource_type(queue) != "AWS::SQS::Queue":
+            raise ValueError(f"{queue} is a {resolver.resource_type(queue)}, not an SQS queue")
+        if not resolver.is_active(queue):
+            raise ValueError(f"queue {queue} is not created (its Condition is false)")
+        return (
+            resolver.physical_name(queue),
+            str(resolver.queue_url(queue)),
+            str(resolver.get_att(queue, "Arn")),
+        )
+    arn = _arn_parts(queue)
+    client = boto3.session.Session(region_name=arn[3] or resolver.region).client("sqs")
+    kwargs = {"QueueName": arn[5]}
+    if arn[4] and arn[4] != resolver.account_id:
+        kwargs["QueueOwnerAWSAccountId"] = arn[4]
+    return arn[5], client.get_queue_url(**kwargs)["QueueUrl"], queue
+
+
+def start_pollers(
+    sources: Iterable[SqsEventSource],
+    stop_event: threading.Event,
+    say: Callable[[str], None] | None = None,
+) -> list[SqsPoller]:
+    """Start one :class:`SqsPoller` thread per source.
+
+    Prints one line per poller: ``poller: <function logical id> <- <queue name> (batch N)``.
+    """
+    say = _say if say is None else say
+    pollers = []
+    for source in sources:
+        poller = SqsPoller(
+            source.spec,
+            source.queue_url,
+            source.queue_arn,
+            source.handler,
+            source.batch_size,
+            source.report_failures,
+            stop_event,
+            environment=source.environment,
+        )
+        say(f"poller: {source.spec.logical_id} <- {source.queue_name} (batch {source.batch_size})")
+        poller.start()
+        pollers.append(poller)
+    return pollers
+
+
+def stop_pollers(pollers: Iterable[SqsPoller], stop_event: threading.Event, timeout: float = 10.0) -> None:
+    """Set ``stop_event`` and wait (bounded) for the poller threads to finish their current round."""
+    stop_event.set()
+    deadline = time.monotonic() + timeout
+    for poller in pollers:
+        if poller.thread is None:
+            continue
+        poller.thread.join(max(0.0, deadline - time.monotonic()))
+        if poller.thread.is_alive():
+            log.warning("%r still busy at shutdown (its handler is running); not waiting", poller)
 
 
 # ------------------------------------------------------------------------------------------ dispatcher
@@ -850,24 +1304,28 @@ def main(argv: list[str] | None = None) -> int:
     moto_server = None
     env_file = env_file_path(config)
     wrote_env_file = False
+    pollers: list[SqsPoller] = []
     try:
         _check_port_free(config.host, config.port, "PORT")
         apply_aws_environment(config)
         moto_server = _start_moto(config)
         if stop.is_set():
             return 0
-        dispatcher, shared_env = build(config)
+        parts = prepare(config)
         if stop.is_set():
             return 0
         env_file.parent.mkdir(parents=True, exist_ok=True)
-        env_file.write_text("\n".join(export_lines(config, shared_env)) + "\n", encoding="utf-8")
+        env_file.write_text("\n".join(export_lines(config, parts.shared_env)) + "\n", encoding="utf-8")
         wrote_env_file = True
-        return _serve(config, dispatcher, shared_env, holder, stop)
+        pollers = start_pollers(parts.sqs_sources, stop)
+        return _serve(config, parts.dispatcher, parts.shared_env, holder, stop)
     except Exception as exc:
         log.error("ocpi-local failed: %s", exc, exc_info=True)
         print(f"ocpi-local: {exc}", file=sys.stderr, flush=True)
         return 1
     finally:
+        # Pollers first: they talk to moto, which stops below.
+        stop_pollers(pollers, stop)
         # The file points at this process's moto: stale once it stops.
         if wrote_env_file:
             with contextlib.suppress(OSError):
@@ -879,8 +1337,17 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
-def build(config: Config) -> tuple[Dispatcher, dict[str, str]]:
-    """Provision the template in the (already running) moto and import the API functions."""
+@dataclass
+class LocalParts:
+    """What :func:`prepare` makes of the template: the HTTP dispatcher and the background functions."""
+
+    dispatcher: Dispatcher
+    shared_env: dict[str, str]
+    sqs_sources: list[SqsEventSource] = field(default_factory=list)
+
+
+def prepare(config: Config) -> LocalParts:
+    """Provision the template in the (already running) moto and import the API and background functions."""
     template = load_template(config.template)
     resolver = Resolver(
         template, config.stack_name, config.region, config.account_id, config.parameter_overrides
@@ -899,14 +1366,43 @@ def build(config: Config) -> tuple[Dispatcher, dict[str, str]]:
     base_dir = config.template.resolve().parent
     routes: list[tuple[str, str, str]] = []
     apps: dict[str, ASGIApp] = {}
+    sources: list[SqsEventSource] = []
     for spec in specs:
-        if not spec.api_routes:
+        if not spec.api_routes and not spec.sqs_sources:
             continue
         environment = {**spec.environment, **local_env}
-        apps[spec.logical_id] = load_function_app(spec, base_dir, environment)
-        routes += [(route.method, route.path, spec.logical_id) for route in spec.api_routes]
-        log.info("%s: %s", spec.logical_id, ", ".join(f"{r.method} {r.path}" for r in spec.api_routes))
-    return Dispatcher(routes, apps), shared_env
+        if spec.api_routes:
+            apps[spec.logical_id] = load_function_app(spec, base_dir, environment)
+            routes += [(route.method, route.path, spec.logical_id) for route in spec.api_routes]
+            log.info("%s: %s", spec.logical_id, ", ".join(f"{r.method} {r.path}" for r in spec.api_routes))
+        if spec.sqs_sources:
+            handler = load_function_handler(spec, base_dir, environment)
+            own = {key: value for key, value in environment.items() if shared_env.get(key) != value}
+            for source in spec.sqs_sources:
+                try:
+                    name, url, arn = resolve_sqs_queue(source.queue, resolver)
+                except Exception as exc:
+                    log.warning("%s: SQS event on %s not polled: %s", spec.logical_id, source.queue, exc)
+                    continue
+                sources.append(
+                    SqsEventSource(
+                        spec=spec,
+                        handler=handler,
+                        queue_name=name,
+                        queue_url=url,
+                        queue_arn=arn,
+                        batch_size=source.batch_size,
+                        report_failures="ReportBatchItemFailures" in source.function_response_types,
+                        environment=own,
+                    )
+                )
+    return LocalParts(Dispatcher(routes, apps), shared_env, sources)
+
+
+def build(config: Config) -> tuple[Dispatcher, dict[str, str]]:
+    """Like :func:`prepare`, for callers that only want the HTTP side."""
+    parts = prepare(config)
+    return parts.dispatcher, parts.shared_env
 
 
 def _banner(config: Config, shared_env: Mapping[str, str]) -> None:

@@ -743,6 +743,10 @@ class FunctionSpec:
     #: Every event of the function, resolved, by event name (including the ones above).
     events: dict[str, dict[str, Any]] = field(default_factory=dict)
     timeout: int | None = None
+    #: MemorySize in MB (Globals merged), None when the template leaves Lambda's default (128).
+    memory_size: int | None = None
+    #: The function's local physical name (FunctionName, else ``{stack_name}-{logical_id}``).
+    function_name: str = ""
 
     @property
     def module_name(self) -> str:
@@ -813,6 +817,12 @@ def function_specs(template: Mapping[str, Any], resolver: Resolver) -> list[Func
         )
         timeout = prop("Timeout")
         spec.timeout = int(timeout) if timeout is not None else None
+        memory_size = prop("MemorySize")
+        spec.memory_size = int(memory_size) if memory_size is not None else None
+        try:
+            spec.function_name = resolver.physical_name(logical_id)
+        except ResolveError:
+            spec.function_name = f"{resolver.stack_name}-{logical_id}"[:64]
 
         for event_name, event in (props.get("Events") or {}).items():
             event_type = str(resolver.resolve(event.get("Type")))

@@ -426,13 +426,17 @@ def test_get_all_follows_links_verbatim(partner: Partner, make) -> None:
     page2 = "/cdrs?offset=2&limit=2&date_from=2016-01-01T00:00:00Z&cursor=a%2Bb%3D"
     page3 = "/cdrs?cursor=Zm9v%3D%3D&limit=2&offset=4"
     first = "/cdrs?date_from=2016-01-01T00%3A00%3A00Z&limit=2"
-    partner.routes[first] = Reply(body=envelope([1, 2]), headers={
-        "Link": f'<{partner.url(page2)}>; rel="next"', "X-Total-Count": "5"})
-    partner.routes[page2] = Reply(body=envelope([3, 4]), headers={
-        "Link": f'<{partner.url("/other")}>; rel="prev", <{partner.url(page3)}>; rel="next"'})
+    partner.routes[first] = Reply(
+        body=envelope([1, 2]), headers={"Link": f'<{partner.url(page2)}>; rel="next"', "X-Total-Count": "5"}
+    )
+    partner.routes[page2] = Reply(
+        body=envelope([3, 4]),
+        headers={"Link": f'<{partner.url("/other")}>; rel="prev", <{partner.url(page3)}>; rel="next"'},
+    )
     partner.routes[page3] = Reply(body=envelope([5]))
-    items = list(make().get_all(partner.url("/cdrs"), params={"date_from": "2016-01-01T00:00:00Z"},
-                                page_limit=2))
+    items = list(
+        make().get_all(partner.url("/cdrs"), params={"date_from": "2016-01-01T00:00:00Z"}, page_limit=2)
+    )
     assert items == [1, 2, 3, 4, 5]
     assert [r.path for r in partner.requests] == [first, page2, page3]
 
