@@ -248,13 +248,13 @@ def own_party_of(kind: ObjectKind, body: dict[str, Any]) -> tuple[str, str]:
     return cc, pid
 
 
-def put_own(store: Any, kind: ObjectKind, raw: Any) -> Outcome:
+def put_own(store: Any, kind: ObjectKind, raw: Any, meta: dict[str, Any] | None = None) -> Outcome:
     obj = validate(kind.model, raw)
     body = obj.to_json_dict()
     cc, pid = own_party_of(kind, body)
     variant = str(body.get(kind.variant_field, "")) if kind.variant_field else ""
     ref = ref_of(kind, cc, pid, body[kind.id_field], variant)
-    result = store.put(ref, body, obj.last_updated, collection=OWN)
+    result = store.put(ref, body, obj.last_updated, collection=OWN, meta=meta)
     if result is not WriteResult.STALE:
         publish_own(kind, "put", ref, body)
     return outcome(result)

@@ -60,6 +60,10 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
         assert result["statusCode"] == 400 and body["status_code"] == 2001
     elif "unknown_location" in event_file.name:
         assert result["statusCode"] == 404 and body["status_code"] == 2003
+    elif "unknown_token" in event_file.name:
+        assert result["statusCode"] == 404 and body["status_code"] == 2004
+    elif "unknown_tariff" in event_file.name:
+        assert result["statusCode"] == 404 and body["status_code"] == 2000
     else:
         assert result["statusCode"] == 200 and body["status_code"] == 1000, body
         text = json.dumps(body)
