@@ -665,22 +665,28 @@ def load_function_module(spec: FunctionSpec, base_dir: Path, environment: Mappin
     return module
 
 
-def load_function_app(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
-    """Import the function's module (see :func:`load_function_module`) and return its ASGI ``app``."""
-    module = load_function_module(spec, base_dir, environment)
+def _module_app(spec: FunctionSpec, module: Any) -> Any:
     app = getattr(module, "app", None)
     if app is None or not callable(app):
         raise ImportError(f"{spec.logical_id}: {module.__file__} has no module-level ASGI `app`")
     return app
 
 
-def load_function_handler(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
-    """Import the function's module (see :func:`load_function_module`) and return its Lambda handler."""
-    module = load_function_module(spec, base_dir, environment)
+def _module_handler(spec: FunctionSpec, module: Any) -> Any:
     handler = getattr(module, spec.handler_attribute, None)
     if handler is None or not callable(handler):
         raise ImportError(f"{spec.logical_id}: {module.__file__} has no handler `{spec.handler_attribute}`")
     return handler
+
+
+def load_function_app(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
+    """Import the function's module (see :func:`load_function_module`) and return its ASGI ``app``."""
+    return _module_app(spec, load_function_module(spec, base_dir, environment))
+
+
+def load_function_handler(spec: FunctionSpec, base_dir: Path, environment: Mapping[str, str]) -> Any:
+    """Import the function's module (see :func:`load_function_module`) and return its Lambda handler."""
+    return _module_handler(spec, load_function_module(spec, base_dir, environment))
 
 
 # ------------------------------------------------------------------------- background functions (SQS)
@@ -1371,12 +1377,13 @@ def prepare(config: Config) -> LocalParts:
         if not spec.api_routes and not spec.sqs_sources:
             continue
         environment = {**spec.environment, **local_env}
+        module = load_function_module(spec, base_dir, environment)
         if spec.api_routes:
-            apps[spec.logical_id] = load_function_app(spec, base_dir, environment)
+            apps[spec.logical_id] = _module_app(spec, module)
             routes += [(route.method, route.path, spec.logical_id) for route in spec.api_routes]
             log.info("%s: %s", spec.logical_id, ", ".join(f"{r.method} {r.path}" for r in spec.api_routes))
         if spec.sqs_sources:
-            handler = load_function_handler(spec, base_dir, environment)
+            handler = _module_handler(spec, module)
             own = {key: value for key, value in environment.items() if shared_env.get(key) != value}
             for source in spec.sqs_sources:
                 try:
