@@ -6,6 +6,10 @@ Location is one query. A PUT/PATCH of an EVSE or Connector also moves the parent
 (mod_locations, PUT/PATCH: "the Receiver SHALL also set the new last_updated value on the parent").
 EVSEs are never deleted: status REMOVED (mod_locations, Flow and Lifecycle).
 
+Geo index (extension, README "Extensions"): the header item of every location with coordinates
+carries GSI2PK = `G#{geohash of precision GEO_PRECISION}` and GSI2SK = its PK; a PUT writes them, a
+PATCH that sends `coordinates` moves the location to its new cell. shared/services/geo.py queries it.
+
 The same code serves the receiver interface (a CPO partner pushes its locations into us, stored
 in the `rx` collection) and our own locations (from the back office, `own`, listed by the sender
 interface); `who` is None for our own.
@@ -16,6 +20,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from shared import geo
 from shared.auth import Caller
 from shared.config import get_settings
 from shared.errors import InvalidParameters, UnknownLocation
@@ -23,10 +28,33 @@ from shared.http import validate
 from shared.models.v221.locations import EVSE, Connector, Location
 from shared.services import objects
 from shared.services.objects import OWN, RECEIVED, ObjectKind, Outcome, check_same, outcome, path_id
+from shared.store import keys
 from shared.store.base import Child, ConcurrentUpdate, ObjectMissing, ObjectRef, StoredObject, WriteResult
 
 KIND = ObjectKind("locations", Location, "id", "CPO", unknown=UnknownLocation)
 _RETRIES = 5
+
+# Geo index: 4 geohash characters = cells of 0.35° x 0.18° (39 km x 19.5 km at the equator,
+# 24 km x 19.5 km at 52° N): a radius query of up to ~35 km reads at most 25 cells.
+GEO_INDEX = "GSI2"
+GEO_PRECISION = 4
+
+
+def geo_cell_pk(cell: str) -> str:
+    """The GSI2 partition of a geohash cell."""
+    return f"G#{cell}"
+
+
+def geo_index(ref: ObjectRef, coordinates: Any) -> dict[str, str] | None:
+    """The geo index attributes of a location header, from its (validated) coordinates; None when
+    there are none usable."""
+    if not isinstance(coordinates, dict):
+        return None
+    try:
+        cell = geo.encode(float(coordinates["latitude"]), float(coordinates["longitude"]), GEO_PRECISION)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return {f"{GEO_INDEX}PK": geo_cell_pk(cell), f"{GEO_INDEX}SK": keys.object_pk(ref)}
 
 
 # ------------------------------------------------------------------ assembling
@@ -72,7 +100,15 @@ def put_location(store: Any, who: Caller | None, cc: str, pid: str, location_id:
     check_same("id", body["id"], ref.object_id)
     header, children, has_evses = _split(body)
     meta = {"evses": has_evses, **(objects.received_meta(who) if who else {})}
-    result = store.put(ref, header, loc.last_updated, collection=collection, children=children, meta=meta)
+    result = store.put(
+        ref,
+        header,
+        loc.last_updated,
+        collection=collection,
+        children=children,
+        meta=meta,
+        index=geo_index(ref, header.get("coordinates")),
+    )
     _publish(who, "put", ref, body)
     return outcome(result)
 
@@ -181,8 +217,9 @@ def patch_location(store: Any, who: Caller | None, cc: str, pid: str, location_i
         check_same(name, fields.get(name), getattr(ref, {"id": "object_id"}.get(name, name)))
     lu = objects.last_updated_of(fields)
     evses = fields.pop("evses", None)
+    index = geo_index(ref, fields.get("coordinates")) if "coordinates" in fields else None
     try:
-        result = store.patch(ref, fields, lu)
+        result = store.patch(ref, fields, lu, index=index)
     except ObjectMissing as err:
         raise _unknown(f"location {ref.object_id}") from err
     if result is not WriteResult.STALE and evses is not None:
@@ -300,4 +337,4 @@ def get_own(
 
 def list_own(store: Any, params: Any) -> tuple[list[dict[str, Any]], Any]:
     page = objects.list_own(store, KIND, params)
-    return [assemble(store.load_children(o)) for o in page.items], page
+    return [assemble(o) for o in store.load_children_many(page.items)], page

@@ -9,11 +9,15 @@ Semantics every implementation keeps (docs/store.md has the DynamoDB key schema)
 - Children (the EVSEs of a location) are separate items, so a change to one child is one small
   write whose cost does not depend on the number of siblings; a GET still returns the parent whole.
 - Lists are ordered by (last_updated, key) ascending, in one partition per collection.
+- Extra secondary indexes (GSI2, ...) are maintained by the services: `put`/`patch` take the key
+  attributes to write on the header item (`index=`), `query_index` reads one partition (sparse:
+  objects without the attributes are not in the index).
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -95,6 +99,31 @@ def lu_key(dt: datetime) -> str:
     return sortable_datetime(dt)
 
 
+# Attributes a store keeps on an object's header item itself: an extra index cannot set them.
+RESERVED_ATTRIBUTES = frozenset(
+    {"PK", "SK", "GSI1PK", "GSI1SK", "mod", "cc", "pid", "oid", "var", "lu", "col", "body", "meta"}
+)
+_INDEX_NAME = re.compile(r"^GSI[2-9][0-9]*$")
+
+
+def check_index_name(name: str) -> str:
+    """An extra index name (GSI2, GSI3, ...; GSI1 is the listing index the store maintains itself)."""
+    if not _INDEX_NAME.match(name):
+        raise ValueError(f"not an extra index name: {name!r}")
+    return name
+
+
+def check_index(index: dict[str, Any] | None) -> dict[str, Any]:
+    """Validate the extra index attributes of a put/patch: ``{name}PK``/``{name}SK`` of an extra
+    index, string values (None only in a patch, to remove one)."""
+    for key, value in (index or {}).items():
+        if key in RESERVED_ATTRIBUTES or not (key.endswith(("PK", "SK")) and _INDEX_NAME.match(key[:-2])):
+            raise ValueError(f"not an extra index attribute: {key!r}")
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ValueError(f"index attribute {key} must be a non-empty string")
+    return dict(index or {})
+
+
 class ObjectStore(Protocol):
     def get(self, ref: ObjectRef) -> StoredObject | None: ...
 
@@ -107,9 +136,28 @@ class ObjectStore(Protocol):
         collection: str,
         children: Sequence[Child] | None = None,
         meta: dict[str, Any] | None = None,
-    ) -> WriteResult: ...
+        index: dict[str, str] | None = None,
+    ) -> WriteResult:
+        """Store an object (unless the stored one is newer). ``index``: extra key attributes of the
+        header item for a secondary index, e.g. ``{"GSI2PK": ..., "GSI2SK": ...}`` (a PUT replaces
+        them: an object put without ``index`` leaves every extra index)."""
+        ...
 
-    def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult: ...
+    def patch(
+        self,
+        ref: ObjectRef,
+        fields: dict[str, Any],
+        last_updated: datetime,
+        *,
+        index: dict[str, str | None] | None = None,
+    ) -> WriteResult:
+        """Change the sent fields; ``index`` sets extra index attributes along (None removes one)."""
+        ...
+
+    def query_index(self, name: str, pk: str) -> list[StoredObject]:
+        """Object headers (children not loaded) whose ``{name}PK`` attribute equals ``pk``, ordered
+        by ``{name}SK`` (e.g. ``query_index("GSI2", "G#u173")``)."""
+        ...
 
     def get_child(self, ref: ObjectRef, child_id: str) -> Child | None: ...
 
@@ -126,6 +174,10 @@ class ObjectStore(Protocol):
     ) -> WriteResult: ...
 
     def delete(self, ref: ObjectRef) -> bool: ...
+
+    def load_children_many(self, objs: list[StoredObject]) -> list[StoredObject]:
+        """Attach the children of listed objects (lists return headers only)."""
+        ...
 
     def list(self, query: ListQuery) -> Page: ...
 

@@ -4,6 +4,7 @@
 |---|---|---|---|---|
 | object (header) | `O#{module}#{CC}#{PID}#{ID}[#{variant}]` | `H` | `L#{module}#{collection}` | `{lu}#{PK}` |
 | child of an object (EVSE) | same PK as its parent | `C#{child_id}` | - | - |
+| manifest of the children | same PK as its parent | `K` | - | - |
 | credentials token (hashed) | `T#{hmac}` | `T` | - | - |
 | partner | `P#{partner_id}` | `P` | `L#partners` | `{partner_id}` |
 | party claim | `R#{ROLE}#{CC}#{PID}` | `R` | - | - |
@@ -14,6 +15,7 @@ from __future__ import annotations
 from shared.store.base import ObjectRef
 
 HEADER_SK = "H"
+MANIFEST_SK = "K"  # the list of an object's child keys (for batched loading of listed objects)
 CHILD_PREFIX = "C#"
 
 

@@ -25,6 +25,8 @@ from shared.store.base import (
     StoredObject,
     TokenRecord,
     WriteResult,
+    check_index,
+    check_index_name,
     lu_key,
 )
 from shared.store.dynamo import decode_cursor, encode_cursor
@@ -34,6 +36,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._lock = threading.RLock()
         self.objects: dict[str, StoredObject] = {}  # pk -> header (children inside)
+        self.index: dict[str, dict[str, str]] = {}  # pk -> extra index attributes of the header
         self.tokens: dict[str, TokenRecord] = {}
         self.partners: dict[str, dict[str, Any]] = {}
         self.parties: dict[tuple[str, str, str], str] = {}
@@ -57,9 +60,11 @@ class MemoryStore:
         collection: str,
         children: Sequence[Child] | None = None,
         meta: dict[str, Any] | None = None,
+        index: dict[str, str] | None = None,
     ) -> WriteResult:
         pk = keys.object_pk(ref)
         lu = lu_key(last_updated)
+        extra = {k: v for k, v in check_index(index).items() if v is not None}
         with self._lock:
             old = self.objects.get(pk)
             if old is not None and old.last_updated > lu:
@@ -77,18 +82,34 @@ class MemoryStore:
                 meta=copy.deepcopy(meta or {}),
                 children=kids,
             )
+            self.index[pk] = extra  # a put replaces the whole header item, index attributes too
             return WriteResult.UPDATED if old else WriteResult.CREATED
 
-    def patch(self, ref: ObjectRef, fields: dict[str, Any], last_updated: datetime) -> WriteResult:
+    def patch(
+        self,
+        ref: ObjectRef,
+        fields: dict[str, Any],
+        last_updated: datetime,
+        *,
+        index: dict[str, str | None] | None = None,
+    ) -> WriteResult:
         lu = lu_key(last_updated)
+        extra = check_index(index)
+        pk = keys.object_pk(ref)
         with self._lock:
-            obj = self.objects.get(keys.object_pk(ref))
+            obj = self.objects.get(pk)
             if obj is None:
-                raise ObjectMissing(keys.object_pk(ref))
+                raise ObjectMissing(pk)
             if obj.last_updated > lu:
                 return WriteResult.STALE
             _apply(obj.body, fields)
             obj.last_updated = lu
+            attrs = self.index.setdefault(pk, {})
+            for k, v in extra.items():
+                if v is None:
+                    attrs.pop(k, None)
+                else:
+                    attrs[k] = v
             return WriteResult.UPDATED
 
     def _touch_parent(self, obj: StoredObject, last_updated: datetime) -> None:
@@ -159,6 +180,7 @@ class MemoryStore:
 
     def delete(self, ref: ObjectRef) -> bool:
         with self._lock:
+            self.index.pop(keys.object_pk(ref), None)
             return self.objects.pop(keys.object_pk(ref), None) is not None
 
     def list(self, q: ListQuery) -> Page:
@@ -192,8 +214,28 @@ class MemoryStore:
         cursor = encode_cursor({"o": next_offset, "t": total, "pk": last_pk, "sk": last_sk})
         return Page(items=objs, total=total, next_offset=next_offset, next_cursor=cursor)
 
+    def query_index(self, name: str, pk: str) -> list[StoredObject]:
+        """Headers whose ``{name}PK`` is ``pk``, ordered by ``{name}SK`` (like a GSI Query)."""
+        name = check_index_name(name)
+        with self._lock:
+            rows = sorted(
+                (attrs.get(f"{name}SK", ""), key)
+                for key, attrs in self.index.items()
+                if attrs.get(f"{name}PK") == pk and f"{name}SK" in attrs and key in self.objects
+            )
+            found = [copy.deepcopy(self.objects[key]) for _, key in rows]
+        for o in found:
+            o.children = []  # an index returns headers only
+        return found
+
     def load_children(self, obj: StoredObject) -> StoredObject:
         return self.get(obj.ref) or obj
+
+    def load_children_many(self, objs: list[StoredObject]) -> list[StoredObject]:
+        for obj in objs:
+            full = self.get(obj.ref)
+            obj.children = full.children if full else []
+        return objs
 
     # ------------------------------------------------------------------ tokens and partners
     def get_token(self, token_hash: str) -> TokenRecord | None:

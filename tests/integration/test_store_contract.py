@@ -183,3 +183,14 @@ def test_child_read_modify_write_detects_concurrent_changes(any_store) -> None:
     assert any_store.get_child(r, "NOPE") is None
     any_store.replace_children(r, [Child("E2", {"v": 5}, at(5))])
     assert [c.child_id for c in any_store.get(r).children] == ["E2"]
+
+
+def test_listed_objects_get_their_children_in_one_batch(any_store) -> None:
+    for i in range(3):
+        kids = [Child(f"E{j}", {"uid": f"E{j}"}, at(i), order=j) for j in range(i)]
+        any_store.put(ref(f"P{i}"), {"id": f"P{i}"}, at(i), collection="own", children=kids)
+    any_store.put_child(ref("P0"), Child("NEW", {"uid": "NEW"}, at(9), order=5))  # manifest grows
+    any_store.replace_children(ref("P2"), [Child("ONLY", {"uid": "ONLY"}, at(10))])  # manifest replaced
+    page = any_store.list(ListQuery("own", "locations", limit=10))
+    loaded = {o.ref.object_id: [c.child_id for c in o.children] for o in any_store.load_children_many(page.items)}
+    assert loaded == {"P0": ["NEW"], "P1": ["E0"], "P2": ["ONLY"]}

@@ -1,0 +1,159 @@
+"""Locations cost model on moto (DynamoDB requests and consumed units per operation).
+
+1. EVSE status PATCH on a location with 1 EVSE vs 500 EVSEs (goal: equal).
+2. GET of one location by id (goal: 1 query).
+3. Full crawl through our Link headers (sender GET, limit 100) of N1 vs N2 locations: read
+   requests, read units and wall time, each as a ratio (goal: linear, i.e. ratio ~ N2/N1).
+
+    .venv/bin/python bench/bench_locations.py [--small 10000 --large 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import copy
+import importlib.util
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "OCPI_TOKEN_KEY": "bench",
+        "OCPI_PUBLIC_URL": "https://ocpi.bench",
+        "OCPI_LOG_STREAM": "stderr",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
+SPEC = Path(os.environ.get("OCPI_SPEC_DIR") or ROOT.parent / "shared" / "ocpi-spec")
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
+
+
+def location(i: int, evses: int) -> dict:
+    base = json.loads((SPEC / "2.2.1" / "examples" / "location_example.json").read_text())
+    template = base["evses"][0]
+    loc = {k: v for k, v in base.items() if k != "evses"}
+    loc.update(
+        {
+            "country_code": "NL",
+            "party_id": "CPO",
+            "id": f"L{i:07d}",
+            "last_updated": (T0 + timedelta(seconds=i)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+    )
+    loc["evses"] = []
+    for e in range(evses):
+        ev = copy.deepcopy(template)
+        ev["uid"] = f"E{e:04d}"
+        ev.pop("evse_id", None)
+        loc["evses"].append(ev)
+    return loc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    # moto's Query is O(items in the table), so on moto the crawl's wall time grows faster than
+    # our request count; the defaults keep the run to a few minutes.
+    parser.add_argument("--small", type=int, default=2000)
+    parser.add_argument("--large", type=int, default=20000)
+    args = parser.parse_args()
+
+    from fastapi.testclient import TestClient
+    from moto import mock_aws
+
+    from shared import auth, config, events
+    from shared.auth import hash_token
+    from shared.local.template import Resolver, load_template, provision
+    from shared.services import locations
+    from shared.store import get_store, reset_store
+    from shared.store.base import TokenRecord
+    from shared.store.meter import METER
+
+    events.set_sink(lambda e: None)  # events are not what we measure here
+    with mock_aws():
+        template = load_template(ROOT / "template.yaml")
+        names = provision(template, Resolver(template, "bench", "eu-west-1", "123456789012", {}))
+        os.environ["OCPI_TABLE_NAME"] = names["OcpiTable"]
+        config.reset_settings()
+        reset_store()
+        auth.clear_cache()
+        store = get_store()
+
+        print("EVSE status PATCH (one EVSE of a location), DynamoDB cost:")
+        for n in (1, 500):
+            loc = location(900000 + n, n)
+            locations.put_location(store, None, "NL", "CPO", loc["id"], loc)
+            METER.reset()
+            locations.patch_evse(
+                store,
+                None,
+                "NL",
+                "CPO",
+                loc["id"],
+                "E0000",
+                {"status": "CHARGING", "last_updated": "2030-01-01T00:00:00Z"},
+            )
+            u = METER.reset()
+            print(
+                f"  {n:>4} EVSEs: {u.total_requests} requests ({dict(u.requests)}), "
+                f"write units {u.write_units:.1f}, read units {u.read_units:.1f}"
+            )
+            METER.reset()
+            locations.get_own(store, loc["id"])
+            u = METER.reset()
+            print(
+                f"        GET location by id: {u.total_requests} request(s) ({dict(u.requests)}), "
+                f"read units {u.read_units:.1f}"
+            )
+            store.delete(locations.objects.ref_of(locations.KIND, "NL", "CPO", loc["id"]))
+
+        store.put_partner({"partner_id": "bench", "status": "REGISTERED", "roles": []})
+        store.put_token(TokenRecord(hash_token("bench-token"), "bench", "C"))
+        spec = importlib.util.spec_from_file_location("loc_app", ROOT / "functions/locations/app.py")
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        api = TestClient(mod.app)
+        hdr = {"Authorization": "Token " + base64.b64encode(b"bench-token").decode()}
+
+        results = {}
+        loaded = 0
+        for n in (args.small, args.large):
+            t = time.perf_counter()
+            for i in range(loaded, n):
+                loc = location(i, 1)
+                locations.put_location(store, None, "NL", "CPO", loc["id"], loc)
+            loaded = n
+            seed = time.perf_counter() - t
+            METER.reset()
+            t = time.perf_counter()
+            url, seen = "/ocpi/2.2.1/sender/locations?limit=100", 0
+            while url:
+                resp = api.get(url, headers=hdr)
+                seen += len(resp.json()["data"])
+                link = resp.headers.get("link")
+                url = link[1 : link.index(">")].removeprefix("https://ocpi.bench") if link else None
+            wall = time.perf_counter() - t
+            u = METER.reset()
+            results[n] = (u.total_requests, u.read_units, wall, seen)
+            print(
+                f"crawl of {seen} locations: {u.total_requests} requests, {u.read_units:.0f} read units, "
+                f"{wall:.1f} s (seeded in {seed:.0f} s)"
+            )
+        (r1, u1, w1, s1), (r2, u2, w2, s2) = results[args.small], results[args.large]
+        print(
+            f"ratios large/small: objects {s2 / s1:.2f}, requests {r2 / r1:.2f}, "
+            f"read units {u2 / u1:.2f}, wall time {w2 / w1:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
