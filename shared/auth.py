@@ -98,6 +98,11 @@ class Caller:
     def registered(self) -> bool:
         return self.kind == KIND_PARTNER
 
+    @property
+    def is_app(self) -> bool:
+        """Our own apps (extension endpoints only), not an OCPI partner."""
+        return self.partner.get("client") == "app"
+
     def roles(self) -> list[dict[str, Any]]:
         return list(self.partner.get("roles") or [])
 

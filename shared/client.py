@@ -132,8 +132,9 @@ class OcpiHttpError(OcpiClientError):
 
     def __init__(self, message: str, *, result: OcpiResult, retry_after: float | None = None) -> None:
         status = result.http_status
-        super().__init__(message, result=result, retryable=status >= 500 or status == 429,
-                         retry_after=retry_after)
+        super().__init__(
+            message, result=result, retryable=status >= 500 or status == 429, retry_after=retry_after
+        )
 
 
 class OcpiProtocolError(OcpiClientError):
@@ -330,8 +331,10 @@ class OcpiClient:
         self._sleep = sleep
 
     def __repr__(self) -> str:  # never the token
-        return (f"OcpiClient(raw_token={self.raw_token}, from_party={self.from_party}, "
-                f"to_party={self.to_party}, correlation_id={self.correlation_id!r})")
+        return (
+            f"OcpiClient(raw_token={self.raw_token}, from_party={self.from_party}, "
+            f"to_party={self.to_party}, correlation_id={self.correlation_id!r})"
+        )
 
     @property
     def pool(self) -> urllib3.PoolManager:
@@ -394,8 +397,16 @@ class OcpiClient:
         attempt = 0
         while True:
             try:
-                return self._attempt(method, full_url, parts, body, send_headers, attempt,
-                                     expect_envelope=expect_envelope, check_status=check_status)
+                return self._attempt(
+                    method,
+                    full_url,
+                    parts,
+                    body,
+                    send_headers,
+                    attempt,
+                    expect_envelope=expect_envelope,
+                    check_status=check_status,
+                )
             except OcpiClientError as err:
                 if not err.retryable or attempt >= extra:
                     raise
@@ -437,8 +448,14 @@ class OcpiClient:
         try:
             try:
                 resp = self.pool.request(
-                    method, url, body=body, headers=headers, timeout=self.timeout,
-                    retries=False, redirect=False, preload_content=False,
+                    method,
+                    url,
+                    body=body,
+                    headers=headers,
+                    timeout=self.timeout,
+                    retries=False,
+                    redirect=False,
+                    preload_content=False,
                 )
             except (Urllib3HTTPError, OSError) as err:
                 raise OcpiTransportError(f"{where}: {type(err).__name__}") from err
@@ -455,15 +472,30 @@ class OcpiClient:
                 raise OcpiTransportError(f"{where}: {type(err).__name__} reading the body") from err
             finally:
                 resp.release_conn()
-            result = self._interpret(where, http_status, resp_headers, raw, too_large,
-                                     expect_envelope=expect_envelope, check_status=check_status)
+            result = self._interpret(
+                where,
+                http_status,
+                resp_headers,
+                raw,
+                too_large,
+                expect_envelope=expect_envelope,
+                check_status=check_status,
+            )
         except OcpiClientError as err:
-            log.update(http_status=http_status, status_code=err.status_code, error=type(err).__name__,
-                       retryable=err.retryable, duration_ms=round((time.monotonic() - start) * 1000, 1))
+            log.update(
+                http_status=http_status,
+                status_code=err.status_code,
+                error=type(err).__name__,
+                retryable=err.retryable,
+                duration_ms=round((time.monotonic() - start) * 1000, 1),
+            )
             logger.warning("OCPI request failed", extra=log)
             raise
-        log.update(http_status=http_status, status_code=result.status_code,
-                   duration_ms=round((time.monotonic() - start) * 1000, 1))
+        log.update(
+            http_status=http_status,
+            status_code=result.status_code,
+            duration_ms=round((time.monotonic() - start) * 1000, 1),
+        )
         logger.info("OCPI request", extra=log)
         return result
 
@@ -481,8 +513,9 @@ class OcpiClient:
         success = 200 <= http_status < 300
         if too_large and success:
             result = OcpiResult(http_status, None, None, None, headers)
-            raise OcpiProtocolError(f"{where}: response body larger than {MAX_BODY_BYTES} bytes",
-                                    result=result, retryable=False)
+            raise OcpiProtocolError(
+                f"{where}: response body larger than {MAX_BODY_BYTES} bytes", result=result, retryable=False
+            )
         parsed: Any = None
         is_json = False
         if raw.strip():
@@ -497,8 +530,9 @@ class OcpiClient:
         if not success:
             detail = f" (OCPI {result.status_code}: {result.status_message})" if env else ""
             retry_after = _retry_after(headers.get("retry-after")) if http_status in (429, 503) else None
-            raise OcpiHttpError(f"{where}: HTTP {http_status}{detail}", result=result,
-                                retry_after=retry_after)
+            raise OcpiHttpError(
+                f"{where}: HTTP {http_status}{detail}", result=result, retry_after=retry_after
+            )
         if env is None:
             if expect_envelope:
                 what = "not JSON" if not is_json else "not an OCPI response envelope"
@@ -559,8 +593,11 @@ class OcpiClient:
             if data is None:
                 data = []
             if not isinstance(data, list):
-                raise OcpiProtocolError(f"GET {origin.hostname}: paginated response data is not a list",
-                                        result=result, retryable=False)
+                raise OcpiProtocolError(
+                    f"GET {origin.hostname}: paginated response data is not a list",
+                    result=result,
+                    retryable=False,
+                )
             yield from data
             target = next_link(result.headers.get("link"))
             if not target:
@@ -570,12 +607,18 @@ class OcpiClient:
             if (parts.scheme, parts.hostname, parts.port) != (origin.scheme, origin.hostname, origin.port):
                 raise OcpiProtocolError(
                     f"GET {origin.hostname}: next-page Link points to another origin ({parts.hostname})",
-                    result=result, retryable=False)
+                    result=result,
+                    retryable=False,
+                )
             if nxt in seen:
-                raise OcpiProtocolError(f"GET {origin.hostname}: next-page Link loop after {pages} pages",
-                                        result=result, retryable=False)
+                raise OcpiProtocolError(
+                    f"GET {origin.hostname}: next-page Link loop after {pages} pages",
+                    result=result,
+                    retryable=False,
+                )
             if pages >= max_pages:
-                raise OcpiProtocolError(f"GET {origin.hostname}: more than {max_pages} pages",
-                                        result=result, retryable=False)
+                raise OcpiProtocolError(
+                    f"GET {origin.hostname}: more than {max_pages} pages", result=result, retryable=False
+                )
             seen.add(nxt)
             current = nxt

@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
 
 from shared import jsonutil
 from shared.errors import OcpiError, StatusCode
+from shared.timeutil import now_utc, timestamp
 
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
-
-def timestamp() -> str:
-    # Whole seconds keep the envelope timestamp within the spec's string(25).
-    return now_utc().strftime("%Y-%m-%dT%H:%M:%SZ")
+__all__ = ["OcpiResponse", "envelope", "error_response", "now_utc", "timestamp"]
 
 
 def _plain(data: Any) -> Any:

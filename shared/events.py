@@ -34,6 +34,7 @@ SOURCE_BACKOFFICE = "ocpi.backoffice"
 SOURCE_ENDPOINT = "ocpi.endpoint"
 OWN_PUT = "ocpi.own.put"
 OWN_PATCH = "ocpi.own.patch"
+OWN_DELETE = "ocpi.own.delete"
 OWN_CHANGED = "ocpi.own.changed"
 RECEIVED = "ocpi.received.{action}"
 

@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -32,32 +32,20 @@ from shared.errors import (
     OcpiError,
     PayloadTooLarge,
     ServerError,
+    Unauthorized,
 )
 from shared.logs import logger
 from shared.models.types import CiString
 from shared.store import get_store
+from shared.validation import describe_validation, validate
 
-SUPPORTED_VERSIONS = ("2.2.1",)
+__all__ = ["describe_validation", "validate"]
+
+from shared.modules import SUPPORTED_VERSIONS
 
 
 # ------------------------------------------------------------------ validation helpers
-def describe_validation(err: ValidationError | RequestValidationError, prefix: str = "") -> str:
-    parts = []
-    for e in err.errors()[:10]:
-        loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
-        where = f"{prefix}{loc}" if loc else (prefix.rstrip(".") or "body")
-        parts.append(f"{where}: {e.get('msg', 'invalid')}")
-    return "Invalid or missing parameters: " + "; ".join(parts)
-
-
-def validate(model: type[BaseModel], data: Any, prefix: str = "") -> Any:
-    """Validate a parsed JSON value against a model; a violation is a 2001 naming the field."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as err:
-        raise InvalidParameters(describe_validation(err, prefix)) from err
-
-
+# describe_validation/validate live in shared.validation (no FastAPI there); re-exported here.
 async def json_body(request: Request) -> Any:
     """The request body parsed as JSON (numbers as Decimal); invalid JSON -> HTTP 400 + 2001."""
     raw = await request.body()
@@ -82,6 +70,18 @@ async def json_object(request: Request) -> dict[str, Any]:
 def caller(request: Request) -> Caller:
     """Dependency: a registered partner (token C)."""
     found = authenticate(get_store(), request.headers.get("authorization"))
+    if found.is_app:
+        raise Unauthorized("App tokens only open the extension endpoints (/ext/...)")
+    request.state.partner_id = found.partner_id
+    return found
+
+
+def app_client(request: Request) -> Caller:
+    """Dependency of the extension endpoints: one of our own apps (`ocpi-admin app`), never an
+    OCPI partner, since they read data of every CPO we hold (isolation between partners)."""
+    found = authenticate(get_store(), request.headers.get("authorization"))
+    if not found.is_app:
+        raise Unauthorized("This endpoint is for our own apps: use an app token (ocpi-admin app)")
     request.state.partner_id = found.partner_id
     return found
 
@@ -89,6 +89,8 @@ def caller(request: Request) -> Caller:
 def caller_or_registration(request: Request) -> Caller:
     """Dependency for versions and credentials: token A is accepted too."""
     found = authenticate(get_store(), request.headers.get("authorization"), allow_registration=True)
+    if found.is_app:
+        raise Unauthorized("App tokens only open the extension endpoints (/ext/...)")
     request.state.partner_id = found.partner_id
     return found
 

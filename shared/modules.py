@@ -11,6 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+# The OCPI versions this deployment speaks (version_information_endpoint).
+SUPPORTED_VERSIONS = ("2.2.1",)
+
 SENDER = "SENDER"
 RECEIVER = "RECEIVER"
 

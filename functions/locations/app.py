@@ -1,5 +1,10 @@
 """Locations module (mod_locations.asciidoc): the sender interface (our own locations, as CPO) and
-the receiver interface (CPO partners push theirs to us, as eMSP)."""
+the receiver interface (CPO partners push theirs to us, as eMSP).
+
+Extension outside the OCPI namespace (README, Extensions): `GET /ext/locations/nearby` for our own
+apps only: it reads the locations of every CPO we hold, so it takes an app token (`ocpi-admin app`),
+never a partner's credentials token.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from shared.auth import Caller
 from shared.envelope import OcpiResponse
 from shared.http import (
+    app_client,
     create_app,
     handler_for,
     json_body,
@@ -16,7 +22,7 @@ from shared.http import (
     paged_response,
     partner_request,
 )
-from shared.services import locations
+from shared.services import geo, locations
 from shared.store import get_store
 
 router = APIRouter()
@@ -170,6 +176,23 @@ async def rx_patch_connector(
     return outcome_response(
         locations.patch_connector(
             get_store(), who, country_code, party_id, location_id, evse_uid, connector_id, body
+        )
+    )
+
+
+# ------------------------------------------------------------------ extension: geo query
+@router.get("/ext/locations/nearby")
+def nearby(request: Request, who: Caller = Depends(app_client)) -> OcpiResponse:
+    """Locations within radius_km (default 10) of latitude/longitude, nearest first, at most limit
+    (default 50, up to 100): [{"distance_m", "location"}]. Bad parameters -> 2001."""
+    q = request.query_params
+    return OcpiResponse(
+        geo.nearby(
+            get_store(),
+            q.get("latitude"),
+            q.get("longitude"),
+            q.get("radius_km", "10"),
+            q.get("limit", str(geo.DEFAULT_LIMIT)),
         )
     )
 

@@ -10,6 +10,13 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin update PARTNER_ID                   # rotate tokens, re-read endpoints
     ocpi-admin unregister PARTNER_ID
     ocpi-admin partners [--json]                   # roles, version, endpoints, status
+    ocpi-admin pull PARTNER_ID [--module M] [--full]  # GET a partner's locations/tariffs/tokens
+    ocpi-admin publish --module locations|tariffs|tokens --file OBJECT.json   # own object -> bus
+        [--location-id L --country-code CC --party-id PID [--evse-uid E]]   # an EVSE / connector
+        [--authorization POLICY.json]                                       # a token's policy
+    ocpi-admin publish --patch --module M --file FIELDS.json --country-code CC --party-id PID
+        --id ID [--evse-uid E [--connector-id C]] [--type RFID]
+    ocpi-admin publish --delete --module tariffs --country-code CC --party-id PID --id ID
 """
 
 from __future__ import annotations
@@ -127,6 +134,140 @@ def cmd_partners(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_pull(args: argparse.Namespace) -> int:
+    from shared.services import pull
+
+    store = _store()
+    if args.module:
+        modules = [args.module]
+    else:
+        modules = pull.pullable_modules(pull.registered_partner(store, args.partner_id))
+    if not modules:
+        print(
+            "error: the partner offers nothing we receive (locations, tariffs or tokens as Sender)",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    status = EXIT_OK
+    for module in modules:
+        try:
+            counts = pull.pull(store, args.partner_id, module, incremental=not args.full)
+        except Exception as err:
+            if len(modules) == 1:
+                raise
+            message = getattr(err, "message", None) or f"{type(err).__name__}: {err}"
+            print(f"error: {module}: {message}", file=sys.stderr)
+            status = EXIT_ERROR
+            continue
+        if args.json:
+            print(json.dumps({"partner_id": args.partner_id, "module": module, **counts}))
+        else:
+            print(f"{module:<10} " + "  ".join(f"{k} {v}" for k, v in counts.items()))
+    return status
+
+
+# ------------------------------------------------------------------ publish (back-office events)
+# EventBridge refuses entries over 256 KB (detail and envelope together).
+MAX_EVENT_BYTES = 256 * 1024
+
+
+def _read_json(path: str, what: str) -> Any:
+    from shared import jsonutil
+
+    try:
+        return jsonutil.loads(Path(path).read_text())
+    except OSError as err:
+        raise ValueError(f"cannot read {what} {path}: {err.strerror or err}") from err
+    except ValueError as err:
+        raise ValueError(f"{what} {path} is not valid JSON: {err}") from err
+
+
+def publish_detail(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The back-office event (detail-type, detail) the `publish` arguments describe."""
+    from shared import events
+
+    ids = {
+        "country_code": args.country_code,
+        "party_id": args.party_id,
+        "evse_uid": args.evse_uid,
+        "connector_id": args.connector_id,
+    }
+    if args.delete or args.patch:
+        flag = "--delete" if args.delete else "--patch"
+        if not (args.country_code and args.party_id and args.id):
+            raise ValueError(f"{flag} needs --country-code, --party-id and --id")
+    elif args.id is not None:
+        raise ValueError("--id goes with --patch or --delete (a put takes the id from the object)")
+    if args.delete:
+        detail = {"module": args.module, **ids, "id": args.id, "last_updated": args.last_updated}
+        return events.OWN_DELETE, {k: v for k, v in detail.items() if v is not None}
+    if not args.file:
+        raise ValueError("--file is required (the OCPI object, or the fields of a --patch)")
+    body = _read_json(args.file, "file")
+    if args.patch:
+        detail = {"module": args.module, **ids, "id": args.id, "type": args.type, "fields": body}
+        return events.OWN_PATCH, {k: v for k, v in detail.items() if v is not None}
+    detail = {"module": args.module, **ids, "location_id": args.location_id, "object": body}
+    if args.authorization:
+        detail["authorization"] = _read_json(args.authorization, "authorization file")
+    return events.OWN_PUT, {k: v for k, v in detail.items() if v is not None}
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    from shared.services import credentials
+
+    client_id, token = credentials.create_app_client(_store(), args.name)
+    out = {"client_id": client_id, "token": token}
+    print(json.dumps(out) if args.json else f"client_id: {client_id}\ntoken:     {token}")
+    return EXIT_OK
+
+
+def cmd_authorize(args: argparse.Namespace) -> int:
+    from shared.services.authorization import authorize_driver
+
+    emsp = (args.country_code, args.party_id) if args.country_code and args.party_id else None
+    location = None
+    if args.location_id:
+        location = {
+            "location_id": args.location_id,
+            **({"evse_uids": args.evse_uid} if args.evse_uid else {}),
+        }
+    decision = authorize_driver(_store(), args.uid, args.type, emsp=emsp, location=location)
+    print(json.dumps(decision, default=str))
+    return EXIT_OK if decision.get("allowed") == "ALLOWED" else EXIT_ERROR
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    import boto3
+
+    from shared import events
+    from shared.services import ingest
+
+    if not os.environ.get("OCPI_EVENT_BUS_NAME"):
+        raise SystemExit("error: OCPI_EVENT_BUS_NAME is not set (the stack's EventBusName output)")
+    detail_type, detail = publish_detail(args)
+    ingest.check(detail_type, detail)  # refuse here what the ingest function would reject
+    entry = events.entry(detail_type, detail, source=events.SOURCE_BACKOFFICE)
+    size = len(entry["Detail"].encode()) + len(detail_type) + len(entry["Source"])
+    if size > MAX_EVENT_BYTES:
+        raise ValueError(
+            f"the event is {size} bytes, over EventBridge's {MAX_EVENT_BYTES}: publish the location "
+            "without its EVSEs, then each EVSE (--location-id)"
+        )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "eu-west-1"
+    response = boto3.client("events", region_name=region).put_events(Entries=[entry])
+    result = (response.get("Entries") or [{}])[0]
+    if response.get("FailedEntryCount") or not result.get("EventId"):
+        raise RuntimeError(
+            f"EventBridge did not take the event: {result.get('ErrorCode')} {result.get('ErrorMessage')}"
+        )
+    if args.json:
+        print(json.dumps({"event_id": result["EventId"], "detail_type": detail_type}))
+    else:
+        print(result["EventId"])
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocpi-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -155,6 +296,44 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("partners", help="list partners")
     p.set_defaults(func=cmd_partners)
+
+    p = sub.add_parser("pull", help="pull a partner's objects (recovery for missed pushes)")
+    p.add_argument("partner_id")
+    p.add_argument("--module", choices=["locations", "tariffs", "tokens"], help="default: all it offers")
+    p.add_argument("--full", action="store_true", help="everything, not only changes since the last pull")
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser(
+        "publish", help="publish one of our own objects (or a change) to the bus, as the back office does"
+    )
+    p.add_argument("--module", required=True, choices=["locations", "tariffs", "tokens"])
+    p.add_argument("--file", help="JSON file: the OCPI object (put) or the fields to change (--patch)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--patch", action="store_true", help="change some fields (ocpi.own.patch)")
+    mode.add_argument("--delete", action="store_true", help="delete an own tariff (ocpi.own.delete)")
+    p.add_argument("--country-code")
+    p.add_argument("--party-id")
+    p.add_argument("--id", help="--patch/--delete: the location id, tariff id or token uid")
+    p.add_argument("--location-id", help="put of an EVSE (or of a connector, with --evse-uid)")
+    p.add_argument("--evse-uid")
+    p.add_argument("--connector-id", help="--patch of a connector (with --evse-uid)")
+    p.add_argument("--type", help="--patch of a token: its type (default RFID)")
+    p.add_argument("--authorization", help="put of a token: JSON file with its authorization policy")
+    p.add_argument("--last-updated", help="--delete: keep the tariff if the stored one is newer")
+    p.set_defaults(func=cmd_publish)
+
+    p = sub.add_parser("app", help="create a token for one of our own apps (extension endpoints only)")
+    p.add_argument("--name", required=True)
+    p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("authorize", help="as CPO: authorize a driver's token (whitelist or real-time)")
+    p.add_argument("--uid", required=True)
+    p.add_argument("--type", default="RFID")
+    p.add_argument("--country-code", help="the eMSP party, when known")
+    p.add_argument("--party-id")
+    p.add_argument("--location-id")
+    p.add_argument("--evse-uid", action="append")
+    p.set_defaults(func=cmd_authorize)
 
     for sp in sub.choices.values():
         sp.add_argument("--json", action="store_true", help="machine-readable output")

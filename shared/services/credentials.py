@@ -24,7 +24,6 @@ from shared import auth
 from shared.auth import KIND_PARTNER, KIND_REGISTRATION, Caller
 from shared.client import OcpiClient, OcpiClientError, OcpiHttpError
 from shared.config import get_settings
-from shared.envelope import timestamp
 from shared.errors import (
     ClientApiError,
     InvalidParameters,
@@ -32,10 +31,12 @@ from shared.errors import (
     NoMatchingEndpoints,
     UnsupportedVersion,
 )
-from shared.http import SUPPORTED_VERSIONS, validate
 from shared.logs import logger
 from shared.models.v221.credentials import Credentials
+from shared.modules import SUPPORTED_VERSIONS
 from shared.store.base import TokenRecord
+from shared.timeutil import timestamp
+from shared.validation import validate
 
 # How long our token B stays a registration-scope token while we register with a partner.
 HANDSHAKE_TTL = 15 * 60
@@ -206,6 +207,28 @@ def invite(store: Any, name: str, ttl: int | None = None) -> tuple[str, str]:
         TokenRecord(auth.hash_token(token_a), partner_id, KIND_REGISTRATION, int(time.time()) + ttl)
     )
     return partner_id, token_a
+
+
+def create_app_client(store: Any, name: str) -> tuple[str, str]:
+    """A token for one of our own apps (extension endpoints only). Returns (client_id, token)."""
+    client_id = str(uuid.uuid4())
+    token = auth.new_token()
+    token_hash = auth.hash_token(token)
+    store.put_partner(
+        {
+            "partner_id": client_id,
+            "name": name,
+            "client": "app",
+            "status": STATUS_REGISTERED,
+            "roles": [],
+            "endpoints": [],
+            "inbound_token_hash": token_hash,
+            "created_at": _now(),
+            "updated_at": _now(),
+        }
+    )
+    store.put_token(TokenRecord(token_hash, client_id, KIND_PARTNER))
+    return client_id, token
 
 
 # ------------------------------------------------------------------ server side: a partner calls us

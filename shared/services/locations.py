@@ -23,13 +23,13 @@ from typing import Any
 from shared import geo
 from shared.auth import Caller
 from shared.config import get_settings
-from shared.errors import InvalidParameters, UnknownLocation
-from shared.http import validate
+from shared.errors import InvalidParameters, ServiceUnavailable, UnknownLocation
 from shared.models.v221.locations import EVSE, Connector, Location
 from shared.services import objects
 from shared.services.objects import OWN, RECEIVED, ObjectKind, Outcome, check_same, outcome, path_id
 from shared.store import keys
 from shared.store.base import Child, ConcurrentUpdate, ObjectMissing, ObjectRef, StoredObject, WriteResult
+from shared.validation import validate
 
 KIND = ObjectKind("locations", Location, "id", "CPO", unknown=UnknownLocation)
 _RETRIES = 5
@@ -137,7 +137,7 @@ def put_evse(
             raise _unknown(f"location {ref.object_id}") from err
         _publish(who, "put", ref, body, evse_uid=evse_uid)
         return outcome(result)
-    raise InvalidParameters("EVSE is being changed concurrently, retry")
+    raise ServiceUnavailable("EVSE is being changed concurrently, retry")
 
 
 def _with_evse(
@@ -161,7 +161,7 @@ def _with_evse(
         except ObjectMissing as err:
             raise _unknown(f"location {ref.object_id}") from err
         return WriteResult.UPDATED, new_body
-    raise InvalidParameters("EVSE is being changed concurrently, retry")
+    raise ServiceUnavailable("EVSE is being changed concurrently, retry")
 
 
 def _set_connector_lu(evse: dict[str, Any], lu: Any, raw_lu: str) -> None:

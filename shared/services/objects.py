@@ -16,6 +16,7 @@ Sender side (partners read our own objects): lists of the `own` collection, pagi
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -27,10 +28,10 @@ from shared import events
 from shared.auth import Caller
 from shared.config import get_settings
 from shared.errors import InvalidParameters, NotFound, OcpiError
-from shared.http import describe_validation, validate
 from shared.models.types import CiString, DateTime
 from shared.pagination import PageParams
 from shared.store.base import ObjectMissing, ObjectRef, Page, StoredObject, WriteResult
+from shared.validation import describe_validation, validate
 
 OWN = "own"  # collection of our own objects: what sender interfaces list
 RECEIVED = "rx"  # collection of objects partners pushed to us
@@ -47,6 +48,8 @@ class ObjectKind:
     unknown: type[OcpiError] = NotFound  # error for an unknown object of this kind
     variant_field: str | None = None  # tokens: (uid, type) identify a token
     id_length: int = 36
+    # Extra index attributes of a received object (e.g. tokens by uid across eMSP parties).
+    index_of: Callable[[dict[str, Any]], dict[str, str]] | None = None
 
 
 @dataclass
@@ -194,7 +197,8 @@ def put_received(
     if kind.variant_field:
         check_same(kind.variant_field, body.get(kind.variant_field), variant)
     ref = ref_of(kind, cc, pid, oid, variant)
-    result = store.put(ref, body, obj.last_updated, collection=RECEIVED, meta=received_meta(who))
+    index = kind.index_of(body) if kind.index_of else None
+    result = store.put(ref, body, obj.last_updated, collection=RECEIVED, meta=received_meta(who), index=index)
     if result is not WriteResult.STALE:
         publish_received(kind, "put", ref, who, body)
     return outcome(result)

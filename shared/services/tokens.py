@@ -21,14 +21,29 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import InvalidParameters, NotEnoughInformation, UnknownToken
-from shared.http import validate
 from shared.models.types import format_datetime
 from shared.models.v221.tokens import LocationReferences, Token, TokenType
 from shared.services import objects
 from shared.services.objects import OWN, ObjectKind
 from shared.store.base import ObjectRef
+from shared.validation import validate
 
-KIND = ObjectKind("tokens", Token, "uid", "EMSP", unknown=UnknownToken, variant_field="type")
+
+def uid_index_key(uid: str, type_: str) -> str:
+    return f"TK#{type_}#{uid.upper()}"
+
+
+def _uid_index(body: dict[str, Any]) -> dict[str, str]:
+    # GSI2: a CPO finds a driver's token by (type, uid) alone, whichever eMSP pushed it.
+    return {
+        "GSI2PK": uid_index_key(body["uid"], body["type"]),
+        "GSI2SK": f"{body['country_code']}*{body['party_id']}",
+    }
+
+
+KIND = ObjectKind(
+    "tokens", Token, "uid", "EMSP", unknown=UnknownToken, variant_field="type", index_of=_uid_index
+)
 AUTHORIZATIONS = "authorizations"
 
 

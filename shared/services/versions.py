@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from shared.config import get_settings
-from shared.http import SUPPORTED_VERSIONS
-from shared.modules import MODULES, deployed_modules, endpoint_path
+from shared.modules import MODULES, SUPPORTED_VERSIONS, deployed_modules, endpoint_path
 
 
 def version_list(base_url: str) -> list[dict]:

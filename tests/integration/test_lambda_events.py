@@ -1,5 +1,8 @@
-"""Each API function's Lambda handler (Mangum) answers every sample event in events/, on DynamoDB
-(moto): the path through API Gateway's event format, not just the ASGI app."""
+"""Each function's Lambda handler answers every sample event in events/, on DynamoDB (moto): API
+functions (Mangum) get API Gateway events, the path through API Gateway's event format, not just the
+ASGI app; background functions (no Api events in template.yaml) get their own events: SQS batches
+answer with a partial batch response (ReportBatchItemFailures), other events (schedules, direct
+invokes) must be handled without an exception."""
 
 from __future__ import annotations
 
@@ -14,6 +17,23 @@ from shared.store.base import TokenRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = sorted((ROOT / "events").glob("*/*.json"))
+
+
+def _background_dirs() -> set[str]:
+    """Code folders of functions without Api events (SQS, schedules, ...)."""
+    from shared.local.template import load_template
+
+    out = set()
+    for resource in load_template(ROOT / "template.yaml")["Resources"].values():
+        if resource.get("Type") != "AWS::Serverless::Function":
+            continue
+        props = resource["Properties"]
+        if not any(e.get("Type") == "Api" for e in (props.get("Events") or {}).values()):
+            out.add(Path(props["CodeUri"]).name)
+    return out
+
+
+BACKGROUND = _background_dirs()
 
 
 class Context:
@@ -40,6 +60,10 @@ def handler_for(function_dir: str):
 def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
     from shared import config
 
+    event = json.loads(event_file.read_text())
+    if event_file.parent.name in BACKGROUND or "Records" in event:
+        check_background_event(event_file, event, dynamo_store)
+        return
     monkeypatch.delenv("OCPI_PUBLIC_URL")  # derive the URL from API Gateway's request context
     config.reset_settings()
     dynamo_store.put_partner(
@@ -50,7 +74,6 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
         }
     )
     dynamo_store.put_token(TokenRecord(hash_token("event-sample-token"), "p1", "C"))
-    event = json.loads(event_file.read_text())
     result = handler_for(event_file.parent.name)(event, Context())
     body = json.loads(result["body"])
     assert "status_code" in body and "timestamp" in body
@@ -70,3 +93,41 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
         if "/ocpi/" in text:
             # URLs point at the public stage URL of API Gateway.
             assert "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/ocpi/" in text
+
+
+def check_background_event(event_file: Path, event: dict, store) -> None:
+    """Not an SQS batch: handled without an exception. An SQS batch: the answer is a partial
+    batch response naming only records of the batch. File names say what to expect: `unknown` ->
+    every record is reported for a retry (a PATCH before its object arrived); `poison` -> bad
+    data, dropped, not retried; otherwise everything is stored and each object put is readable
+    from our own collection."""
+    from shared.errors import OcpiError
+    from shared.services import ingest, locations, objects, tariffs, tokens
+
+    result = handler_for(event_file.parent.name)(event, Context())
+    if "Records" not in event:  # a scheduled or direct invocation: its answer is JSON for Lambda
+        json.dumps(result)
+        return
+    assert isinstance(result, dict) and set(result) == {"batchItemFailures"}, result
+    ids = [r["messageId"] for r in event["Records"]]
+    failed = [item["itemIdentifier"] for item in result["batchItemFailures"]]
+    assert set(failed) <= set(ids)
+    if "unknown" in event_file.name:
+        assert failed == ids
+        return
+    assert failed == []
+    for record in event["Records"]:
+        detail_type, detail = ingest.unwrap(record["body"])
+        if "poison" in event_file.name:
+            with pytest.raises(OcpiError):
+                ingest.parse(detail_type, detail)
+            continue
+        cmd = ingest.parse(detail_type, detail)
+        if cmd.action != "put":
+            continue
+        if cmd.module == "locations":
+            got = locations.get_own(store, cmd.object_id, cmd.evse_uid, cmd.connector_id)
+        else:
+            kind = {"tariffs": tariffs.KIND, "tokens": tokens.KIND}[cmd.module]
+            got = objects.get_own(store, kind, cmd.object_id, cmd.token_type or "").body
+        assert got["last_updated"] == cmd.payload["last_updated"]

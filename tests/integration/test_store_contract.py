@@ -192,5 +192,7 @@ def test_listed_objects_get_their_children_in_one_batch(any_store) -> None:
     any_store.put_child(ref("P0"), Child("NEW", {"uid": "NEW"}, at(9), order=5))  # manifest grows
     any_store.replace_children(ref("P2"), [Child("ONLY", {"uid": "ONLY"}, at(10))])  # manifest replaced
     page = any_store.list(ListQuery("own", "locations", limit=10))
-    loaded = {o.ref.object_id: [c.child_id for c in o.children] for o in any_store.load_children_many(page.items)}
+    loaded = {
+        o.ref.object_id: [c.child_id for c in o.children] for o in any_store.load_children_many(page.items)
+    }
     assert loaded == {"P0": ["NEW"], "P1": ["E0"], "P2": ["ONLY"]}
