@@ -178,7 +178,10 @@ def _lookup(store: Any, token_hash: str) -> Caller | None:
         return None
     partner = store.get_partner(record.partner_id) or {}
     caller = Caller(partner_id=record.partner_id, kind=record.kind, partner=partner)
-    _CACHE.put(token_hash, (record, caller), ttl)
+    if record.kind == KIND_PARTNER:
+        # Registration-scope tokens are not cached: they are used a few times during a handshake
+        # and then change scope (our token B becomes a partner token when the handshake ends).
+        _CACHE.put(token_hash, (record, caller), ttl)
     if record.expires_at is not None and record.expires_at < time.time():
         return None
     return caller

@@ -298,3 +298,15 @@ def test_empty_and_exact_multiple_pages(client, memory_store) -> None:
 def test_bad_pagination_parameters_are_2001(client, memory_store, query: str) -> None:
     _fill(memory_store, 2)
     assert_envelope(client.get(f"/list?{query}", headers=HDR), 200, 2001)
+
+
+def test_registration_scope_lookups_are_not_cached(memory_store) -> None:
+    """Our token B is registration scope during a handshake and a partner token after it: a
+    cached scope would lock the partner out of every module for the cache's lifetime."""
+    memory_store.put_partner({"partner_id": "p9", "status": "REGISTERING", "roles": []})
+    memory_store.put_token(TokenRecord(hash_token("our-b"), "p9", "A", expires_at=int(time.time()) + 60))
+    header = "Token " + base64.b64encode(b"our-b").decode()
+    assert auth.authenticate(memory_store, header, allow_registration=True).kind == "A"
+    memory_store.put_token(TokenRecord(hash_token("our-b"), "p9", "C"))
+    memory_store.put_partner({"partner_id": "p9", "status": "REGISTERED", "roles": []})
+    assert auth.authenticate(memory_store, header).kind == "C"
