@@ -54,8 +54,12 @@ def hash_token(token: str) -> str:
 
 
 def new_token() -> str:
-    """A fresh credentials token: 256 bits, URL-safe printable ASCII (fits string(64))."""
-    return secrets.token_urlsafe(32)
+    """A fresh credentials token: 256 bits, URL-safe printable ASCII (fits string(64)). Never
+    starting with "-", so it can be passed to command-line tools as an option value."""
+    while True:
+        token = secrets.token_urlsafe(32)
+        if not token.startswith("-"):
+            return token
 
 
 def encode_header_token(token: str) -> str:

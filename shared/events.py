@@ -2,18 +2,26 @@
 
 Into us (the operator's back office publishes these; the ingest function stores them):
 - source `ocpi.backoffice`, detail-type `ocpi.own.put`:
-  `{"module": "locations"|"tariffs"|"tokens"|..., "object": <full OCPI object>}`; for an EVSE or a
+  `{"module": "locations"|"tariffs"|"tokens"|"sessions"|"cdrs", "object": <full OCPI object>}`
+  (a CDR is created once, never replaced); for an EVSE or a
   connector add `"location_id"` (and `"evse_uid"`), the object being the EVSE/connector.
 - source `ocpi.backoffice`, detail-type `ocpi.own.patch`:
   `{"module": ..., "country_code": ..., "party_id": ..., "id": ..., ["evse_uid", "connector_id",
-  "type"], "fields": {... , "last_updated": ...}}`.
+  "type"], "fields": {... , "last_updated": ...}}` (sessions: `charging_periods` are appended).
 
 Out of us (the operator's systems and our push pipeline subscribe):
 - source `ocpi.endpoint`, detail-type `ocpi.received.<action>` (put, patch, delete) for a change a
   partner pushed to one of our receiver interfaces, and `ocpi.own.changed` once an own object
   was stored. Detail: `{"module", "action", "country_code", "party_id", "id", ["evse_uid",
   "connector_id", "type"], "partner_id" (received only), "last_updated", "object" (put) |
-  "fields" (patch)}`.
+  "fields" (patch)}`. A CDR a partner POSTs is `ocpi.received.put` (CDRs are only ever created);
+  a CDR POST replayed with identical content (the partner missed our answer) is announced again:
+  consumers key CDRs by (country_code, party_id, id).
+- source `ocpi.endpoint`, detail-type `ocpi.own.charging_preferences`: an eMSP set a driver's
+  ChargingPreferences on one of our sessions (mod_sessions, Sender PUT), for the back office to act
+  on. Detail: `{"module": "sessions", "country_code", "party_id", "id", "partner_id",
+  "emsp_country_code", "emsp_party_id", "location_id", "evse_uid", "connector_id",
+  "charging_preferences"}`.
 
 Publishing failures are logged and counted, never turned into an error for the partner whose
 write was already stored (the store is the source of truth; a partner pull repairs gaps).
@@ -36,6 +44,7 @@ OWN_PUT = "ocpi.own.put"
 OWN_PATCH = "ocpi.own.patch"
 OWN_DELETE = "ocpi.own.delete"
 OWN_CHANGED = "ocpi.own.changed"
+OWN_CHARGING_PREFERENCES = "ocpi.own.charging_preferences"
 RECEIVED = "ocpi.received.{action}"
 
 

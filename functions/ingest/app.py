@@ -1,5 +1,5 @@
-"""Ingest function: our own objects (as CPO locations and tariffs, as eMSP tokens) from the
-operator's back office.
+"""Ingest function: our own objects (as CPO locations, tariffs, sessions and CDRs, as eMSP tokens)
+from the operator's back office.
 
 Path: back office -> EventBridge (source `ocpi.backoffice`, detail-type `ocpi.own.put|patch|delete`)
 -> rule BackOfficeRule -> SQS IngestQueue -> this function (batches, ReportBatchItemFailures) ->

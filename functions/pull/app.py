@@ -6,9 +6,9 @@ Invoked by EventBridge Scheduler (template.yaml `PullFunction`, `PullSchedule`) 
     {"partner_id": "<optional: one partner>", "modules": ["locations", ...], "incremental": false}
 
 For every REGISTERED partner (or the one given), every module it offers as Sender that one of our
-parties receives (locations and tariffs from CPOs, tokens from eMSPs; `modules` narrows this) is
-pulled and stored as a push would be. One partner's (or module's) failure is logged, counted and
-reported in the result; the others go on. New pulls stop being started when less than
+parties receives (locations, tariffs, sessions and CDRs from CPOs, tokens from eMSPs; `modules`
+narrows this) is pulled and stored as a push would be. One partner's (or module's) failure is
+logged, counted and reported in the result; the others go on. New pulls stop being started when less than
 TIME_RESERVE_MS of the invocation is left; they are reported as `skipped`.
 
 Result: {"incremental": bool, "pulled": [{"partner_id", "module", "fetched", "created", "updated",

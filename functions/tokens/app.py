@@ -26,7 +26,7 @@ RECEIVER = "/ocpi/{version}/receiver/tokens/{country_code}/{party_id}/{token_uid
 @router.get("/ocpi/{version}/sender/tokens")
 def list_tokens(request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     params = page_params(request)
-    items, page = tokens.list_own(get_store(), params)
+    items, page = tokens.list_own(get_store(), who, params)
     return paged_response(request, items, params, page)
 
 
@@ -34,7 +34,7 @@ def list_tokens(request: Request, who: Caller = Depends(partner_request)) -> Ocp
 async def authorize(token_uid: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     raw = await request.body()
     body = await json_body(request) if raw.strip() else None
-    info = tokens.authorize(get_store(), token_uid, request.query_params.get("type"), body)
+    info = tokens.authorize(get_store(), who, token_uid, request.query_params.get("type"), body)
     return OcpiResponse(info)
 
 

@@ -10,8 +10,9 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin update PARTNER_ID                   # rotate tokens, re-read endpoints
     ocpi-admin unregister PARTNER_ID
     ocpi-admin partners [--json]                   # roles, version, endpoints, status
-    ocpi-admin pull PARTNER_ID [--module M] [--full]  # GET a partner's locations/tariffs/tokens
-    ocpi-admin publish --module locations|tariffs|tokens --file OBJECT.json   # own object -> bus
+    ocpi-admin pull PARTNER_ID [--module M] [--full]  # GET a partner's locations/tariffs/tokens/
+                                                       # sessions/cdrs
+    ocpi-admin publish --module locations|tariffs|tokens|sessions|cdrs --file OBJECT.json  # -> bus
         [--location-id L --country-code CC --party-id PID [--evse-uid E]]   # an EVSE / connector
         [--authorization POLICY.json]                                       # a token's policy
     ocpi-admin publish --patch --module M --file FIELDS.json --country-code CC --party-id PID
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+MODULES = ("locations", "tariffs", "tokens", "sessions", "cdrs")  # what publish and pull handle
 
 
 def load_env_file(path: str) -> None:
@@ -144,7 +146,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
         modules = pull.pullable_modules(pull.registered_partner(store, args.partner_id))
     if not modules:
         print(
-            "error: the partner offers nothing we receive (locations, tariffs or tokens as Sender)",
+            "error: the partner offers nothing we receive (locations, tariffs, tokens, sessions or cdrs "
+            "as Sender)",
             file=sys.stderr,
         )
         return EXIT_ERROR
@@ -299,21 +302,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("pull", help="pull a partner's objects (recovery for missed pushes)")
     p.add_argument("partner_id")
-    p.add_argument("--module", choices=["locations", "tariffs", "tokens"], help="default: all it offers")
+    p.add_argument("--module", choices=list(MODULES), help="default: all it offers")
     p.add_argument("--full", action="store_true", help="everything, not only changes since the last pull")
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser(
         "publish", help="publish one of our own objects (or a change) to the bus, as the back office does"
     )
-    p.add_argument("--module", required=True, choices=["locations", "tariffs", "tokens"])
+    p.add_argument("--module", required=True, choices=list(MODULES))
     p.add_argument("--file", help="JSON file: the OCPI object (put) or the fields to change (--patch)")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--patch", action="store_true", help="change some fields (ocpi.own.patch)")
     mode.add_argument("--delete", action="store_true", help="delete an own tariff (ocpi.own.delete)")
     p.add_argument("--country-code")
     p.add_argument("--party-id")
-    p.add_argument("--id", help="--patch/--delete: the location id, tariff id or token uid")
+    p.add_argument("--id", help="--patch/--delete: the location id, tariff id, token uid or session id")
     p.add_argument("--location-id", help="put of an EVSE (or of a connector, with --evse-uid)")
     p.add_argument("--evse-uid")
     p.add_argument("--connector-id", help="--patch of a connector (with --evse-uid)")

@@ -1,7 +1,8 @@
 """Ingest of our own objects from the operator's back office (EventBridge events, see shared/events.py).
 
-As CPO our locations and tariffs, as eMSP our tokens, enter as events with source `ocpi.backoffice`
-on the project's bus; a rule sends them to an SQS queue the ingest function reads. Detail schema:
+As CPO our locations, tariffs, sessions and CDRs, as eMSP our tokens, enter as events with source
+`ocpi.backoffice` on the project's bus; a rule sends them to an SQS queue the ingest function reads.
+Detail schema:
 
 - `ocpi.own.put`:
   - `{"module": "locations", "object": Location}` -> the whole location (with its EVSEs);
@@ -11,11 +12,16 @@ on the project's bus; a rule sends them to an SQS queue the ingest function read
     object);
   - `{"module": "tariffs", "object": Tariff}`;
   - `{"module": "tokens", "object": Token, ["authorization": {...}]}`: the authorization policy
-    metadata of shared/services/tokens.py (valid_until, no_credit, allowed_location_ids).
+    metadata of shared/services/tokens.py (valid_until, no_credit, allowed_location_ids);
+  - `{"module": "sessions", "object": Session}` -> the whole session (its `charging_periods`
+    replace the stored ones), addressed to the eMSP party of its `cdr_token`;
+  - `{"module": "cdrs", "object": CDR}` -> created once (shared/services/cdrs.py): a redelivery with
+    the same content is `stale` (nothing written), different content under a stored id is bad data.
 - `ocpi.own.patch`: `{"module", "country_code", "party_id", "id", ["evse_uid", "connector_id",
   "type"], "fields": {..., "last_updated"}}`: for locations `id` is the location id and the level
   (location, EVSE, connector) follows from `evse_uid` / `connector_id`; for tokens `id` is the uid
-  and `type` the token type (RFID when absent). Tariffs have no PATCH in OCPI (mod_tariffs).
+  and `type` the token type (RFID when absent); for sessions `id` is the session id and the
+  `charging_periods` sent are appended (mod_sessions, PATCH). Tariffs and CDRs have no PATCH.
 - `ocpi.own.delete`: `{"module": "tariffs", "country_code", "party_id", "id", ["last_updated"]}`
   deletes one of our own tariffs (mod_tariffs: the Sender deletes, EVSEs and tokens are never
   deleted: EVSE status REMOVED, token `valid: false`). With `last_updated`, a stored tariff newer
@@ -44,7 +50,7 @@ from typing import Any
 from shared import events, jsonutil
 from shared.config import get_settings
 from shared.errors import InvalidParameters
-from shared.services import locations, objects, tariffs, tokens
+from shared.services import cdrs, locations, objects, sessions, tariffs, tokens
 from shared.services.objects import OWN, Outcome
 from shared.store.base import WriteResult
 
@@ -53,7 +59,7 @@ from shared.store.base import WriteResult
 #: "error"}`.
 REJECTED = "ocpi.own.rejected"
 
-MODULES = ("locations", "tariffs", "tokens")
+MODULES = ("locations", "tariffs", "tokens", "sessions", "cdrs")
 _ACTIONS = {events.OWN_PUT: "put", events.OWN_PATCH: "patch", events.OWN_DELETE: "delete"}
 _REDACTED = "***"
 
@@ -186,10 +192,14 @@ def _parse_put(module: str, detail: dict[str, Any]) -> Command:
 def _parse_patch(module: str, detail: dict[str, Any]) -> Command:
     if module == "tariffs":
         raise InvalidParameters("Tariffs have no PATCH in OCPI: send the whole tariff (ocpi.own.put)")
+    if module == "cdrs":
+        raise InvalidParameters("CDRs are never changed in OCPI: send a Credit CDR (ocpi.own.put)")
     cc, pid, oid = _text(detail, "country_code"), _text(detail, "party_id"), _text(detail, "id")
     fields = _object(detail, "fields")
     if module == "tokens":
         return Command("patch", module, cc, pid, oid, token_type=_token_type(detail), payload=fields)
+    if module == "sessions":
+        return Command("patch", module, cc, pid, oid, payload=fields)
     evse_uid = _text(detail, "evse_uid", required=False)
     connector_id = _text(detail, "connector_id", required=False)
     if connector_id is not None and evse_uid is None:
@@ -199,7 +209,12 @@ def _parse_patch(module: str, detail: dict[str, Any]) -> Command:
 
 def _parse_delete(module: str, detail: dict[str, Any]) -> Command:
     if module != "tariffs":
-        hint = "set the EVSE status REMOVED" if module == "locations" else "set valid to false"
+        hint = {
+            "locations": "set the EVSE status REMOVED",
+            "tokens": "set valid to false",
+            "sessions": "a session ends with status COMPLETED or INVALID",
+            "cdrs": "send a Credit CDR",
+        }[module]
         raise InvalidParameters(f"Own {module} are not deleted in OCPI: {hint}")
     return Command(
         "delete",
@@ -219,7 +234,13 @@ def _token_type(detail: dict[str, Any]) -> str:
 
 
 def _kind(module: str) -> objects.ObjectKind:
-    return {"locations": locations.KIND, "tariffs": tariffs.KIND, "tokens": tokens.KIND}[module]
+    return {
+        "locations": locations.KIND,
+        "tariffs": tariffs.KIND,
+        "tokens": tokens.KIND,
+        "sessions": sessions.KIND,
+        "cdrs": cdrs.KIND,
+    }[module]
 
 
 def check(detail_type: str, detail: Any) -> Command:
@@ -252,6 +273,13 @@ def execute(store: Any, cmd: Command) -> Outcome:
         if cmd.action == "delete":
             return _delete_tariff(store, cmd)
         return objects.put_own(store, tariffs.KIND, cmd.payload)
+    if cmd.module == "sessions":
+        cc, pid, sid = cmd.country_code, cmd.party_id, cmd.object_id
+        if cmd.action == "put":
+            return sessions.put_session(store, None, cc, pid, sid, cmd.payload)
+        return sessions.patch_session(store, None, cc, pid, sid, cmd.payload)
+    if cmd.module == "cdrs":
+        return cdrs.create_own(store, cmd.payload)
     if cmd.action == "put":
         return tokens.put_own_with_policy(store, cmd.payload, cmd.authorization)
     return _patch_token(store, cmd)

@@ -170,6 +170,13 @@ def _set_connector_lu(evse: dict[str, Any], lu: Any, raw_lu: str) -> None:
         evse["last_updated"] = raw_lu
 
 
+def _connector_ref(
+    who: Caller | None, cc: str, pid: str, location_id: str, evse_uid: str, connector_id: str
+) -> tuple[ObjectRef, str, str]:
+    ref, _ = _ref(who, cc, pid, location_id)
+    return ref, path_id(evse_uid, "evse_uid"), path_id(connector_id, "connector_id")
+
+
 def put_connector(
     store: Any,
     who: Caller | None,
@@ -180,9 +187,7 @@ def put_connector(
     connector_id: str,
     raw: Any,
 ) -> Outcome:
-    ref, _ = _ref(who, cc, pid, location_id)
-    evse_uid = path_id(evse_uid, "evse_uid")
-    connector_id = path_id(connector_id, "connector_id")
+    ref, evse_uid, connector_id = _connector_ref(who, cc, pid, location_id, evse_uid, connector_id)
     conn = validate(Connector, raw)
     body = conn.to_json_dict()
     check_same("id", body["id"], connector_id)
@@ -258,9 +263,7 @@ def patch_connector(
     connector_id: str,
     raw: Any,
 ) -> Outcome:
-    ref, _ = _ref(who, cc, pid, location_id)
-    evse_uid = path_id(evse_uid, "evse_uid")
-    connector_id = path_id(connector_id, "connector_id")
+    ref, evse_uid, connector_id = _connector_ref(who, cc, pid, location_id, evse_uid, connector_id)
     fields = objects.validate_fields(Connector, raw)
     check_same("id", fields.get("id"), connector_id)
     lu = objects.last_updated_of(fields)

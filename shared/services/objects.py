@@ -121,7 +121,9 @@ def validate_fields(
             else:
                 out[name] = None
             continue
-        adapter = _adapter(info.annotation)
+        # The whole annotation: a required field's constraints (CiString length, Number, DateTime)
+        # live in its metadata, not in `annotation`.
+        adapter = _adapter(info.rebuild_annotation())
         try:
             out[name] = adapter.dump_python(adapter.validate_python(value), mode="json", exclude_none=True)
         except ValidationError as err:
@@ -183,20 +185,30 @@ def publish_own(kind: ObjectKind, action: str, ref: ObjectRef, payload: dict[str
 
 
 # ------------------------------------------------------------------ flat objects (tariffs, tokens, ...)
-def put_received(
-    store: Any, kind: ObjectKind, who: Caller, cc: str, pid: str, oid: str, raw: Any, variant: str = ""
-) -> Outcome:
+def received_ref(kind: ObjectKind, who: Caller, cc: str, pid: str, oid: str, variant: str = "") -> ObjectRef:
+    """The object a receiver URL names, after checking it and the caller's right to the party."""
     cc, pid = party_from_path(cc, pid)
     oid = path_id(oid, kind.id_field, kind.id_length)
     check_party(who, kind, cc, pid)
+    return ref_of(kind, cc, pid, oid, variant)
+
+
+def check_body_ids(kind: ObjectKind, data: dict[str, Any], ref: ObjectRef) -> None:
+    """Ids in a PUT/PATCH body must equal the URL's (transport_and_format, Errors: 2001)."""
+    check_same("country_code", data.get("country_code"), ref.country_code)
+    check_same("party_id", data.get("party_id"), ref.party_id)
+    check_same(kind.id_field, data.get(kind.id_field), ref.object_id)
+    if kind.variant_field:
+        check_same(kind.variant_field, data.get(kind.variant_field), ref.variant)
+
+
+def put_received(
+    store: Any, kind: ObjectKind, who: Caller, cc: str, pid: str, oid: str, raw: Any, variant: str = ""
+) -> Outcome:
+    ref = received_ref(kind, who, cc, pid, oid, variant)
     obj = validate(kind.model, raw)
     body = obj.to_json_dict()
-    check_same("country_code", body.get("country_code"), cc)
-    check_same("party_id", body.get("party_id"), pid)
-    check_same(kind.id_field, body.get(kind.id_field), oid)
-    if kind.variant_field:
-        check_same(kind.variant_field, body.get(kind.variant_field), variant)
-    ref = ref_of(kind, cc, pid, oid, variant)
+    check_body_ids(kind, body, ref)
     index = kind.index_of(body) if kind.index_of else None
     result = store.put(ref, body, obj.last_updated, collection=RECEIVED, meta=received_meta(who), index=index)
     if result is not WriteResult.STALE:
@@ -207,15 +219,9 @@ def put_received(
 def patch_received(
     store: Any, kind: ObjectKind, who: Caller, cc: str, pid: str, oid: str, raw: Any, variant: str = ""
 ) -> Outcome:
-    cc, pid = party_from_path(cc, pid)
-    oid = path_id(oid, kind.id_field, kind.id_length)
-    check_party(who, kind, cc, pid)
+    ref = received_ref(kind, who, cc, pid, oid, variant)
     fields = validate_fields(kind.model, raw)
-    for name, expected in (("country_code", cc), ("party_id", pid), (kind.id_field, oid)):
-        check_same(name, fields.get(name), expected)
-    if kind.variant_field:
-        check_same(kind.variant_field, fields.get(kind.variant_field), variant)
-    ref = ref_of(kind, cc, pid, oid, variant)
+    check_body_ids(kind, fields, ref)
     try:
         result = store.patch(ref, fields, last_updated_of(fields))
     except ObjectMissing as err:
@@ -228,12 +234,10 @@ def patch_received(
 def get_received(
     store: Any, kind: ObjectKind, who: Caller, cc: str, pid: str, oid: str, variant: str = ""
 ) -> StoredObject:
-    cc, pid = party_from_path(cc, pid)
-    oid = path_id(oid, kind.id_field, kind.id_length)
-    check_party(who, kind, cc, pid)
-    found = store.get(ref_of(kind, cc, pid, oid, variant))
+    ref = received_ref(kind, who, cc, pid, oid, variant)
+    found = store.get(ref)
     if found is None or found.collection != RECEIVED:
-        raise kind.unknown(f"Unknown {kind.module[:-1]} {oid}", http_status=404)
+        raise kind.unknown(f"Unknown {kind.module[:-1]} {ref.object_id}", http_status=404)
     return found
 
 
@@ -294,3 +298,44 @@ def get_own(store: Any, kind: ObjectKind, oid: str, variant: str = "") -> Stored
         if found is not None and found.collection == OWN:
             return found
     raise kind.unknown(f"Unknown {kind.module[:-1]} {oid}", http_status=404)
+
+
+# ------------------------------------------------------------------ objects addressed to one partner party
+def to_collection(country_code: str, party_id: str) -> str:
+    """Collection of our own objects meant for one partner party (sessions and CDRs: the eMSP of
+    the `cdr_token`): the sender interface lists only the caller's own collection."""
+    return f"to:{country_code.upper()}*{party_id.upper()}"
+
+
+def caller_party(
+    who: Caller, role: str, from_party: tuple[str | None, str | None] | None
+) -> tuple[str, str] | None:
+    """The party (of `role`) a sender request is made for: the OCPI-from-* routing headers when
+    sent (a party the caller holds in that role, else 2001), else the caller's only party of that
+    role; None when it holds none (it owns nothing here); 2001 when it holds several and did not
+    say which."""
+    cc, pid = from_party or (None, None)
+    if cc or pid:
+        if not (cc and pid):
+            raise InvalidParameters("Send both OCPI-from-country-code and OCPI-from-party-id")
+        if not who.holds_party(cc, pid, role):
+            raise InvalidParameters(f"OCPI-from-* headers name no {role} party of your credentials")
+        return cc.upper(), pid.upper()
+    parties = {
+        (r["country_code"].upper(), r["party_id"].upper())
+        for r in who.roles()
+        if str(r.get("role", "")).upper() == role
+    }
+    if len(parties) > 1:
+        raise InvalidParameters(
+            f"Your credentials hold several {role} parties: say which with the OCPI-from-country-code "
+            "and OCPI-from-party-id headers"
+        )
+    return next(iter(parties), None)
+
+
+def list_to(store: Any, kind: ObjectKind, party: tuple[str, str] | None, params: PageParams) -> Page:
+    """Sender list of our own objects addressed to one party (an empty page for no party)."""
+    if party is None:
+        return Page(items=[], total=0, next_offset=None, next_cursor=None)
+    return store.list(params.query(kind.module, to_collection(*party)))

@@ -6,7 +6,13 @@ the owning role), same validation, same "never overwrite newer data" rule, same 
 
 What we pull, from whom (the partner's role owning the objects -> our receiving role):
 - locations, tariffs: from a CPO partner, received by one of our eMSP parties;
-- tokens: from an eMSP partner, received by one of our CPO parties.
+- tokens: from an eMSP partner, received by one of our CPO parties;
+- sessions, cdrs: from a CPO partner, for each of our eMSP parties in turn (a CPO's sender lists only
+  the sessions and CDRs of the calling eMSP party, named in the OCPI-from-* headers). Sessions are
+  stored as a receiver PUT would (shared/services/sessions.py), CDRs as a receiver POST would
+  (shared/services/cdrs.py): a CDR already stored with identical content counts as `stale` (nothing
+  written, no event), one with different content as `rejected`. The sessions sender requires
+  `date_from` (mod_sessions): a full pull sends FULL_PULL_DATE_FROM.
 
 An object that is not the partner's to send or fails validation is counted as `rejected` and logged
 (its id; for tokens only counts, never uids) and does not stop the pull. A transport or protocol
@@ -38,7 +44,7 @@ from shared.errors import (
 )
 from shared.logs import logger
 from shared.models.types import format_datetime, parse_datetime
-from shared.services import locations, objects, tariffs, tokens
+from shared.services import cdrs, locations, objects, sessions, tariffs, tokens
 from shared.services.credentials import STATUS_REGISTERED, endpoint_url
 
 #: module -> (the partner's role that owns and sends these objects, our role that receives them)
@@ -46,7 +52,14 @@ MODULES: dict[str, tuple[str, str]] = {
     "locations": ("CPO", "EMSP"),
     "tariffs": ("CPO", "EMSP"),
     "tokens": ("EMSP", "CPO"),
+    "sessions": ("CPO", "EMSP"),
+    "cdrs": ("CPO", "EMSP"),
 }
+#: Modules whose sender shows each of our parties only its own objects: pulled once per own party.
+PER_PARTY = ("sessions", "cdrs")
+#: Modules whose sender requires date_from, and what a full pull sends then.
+DATE_FROM_REQUIRED = ("sessions",)
+FULL_PULL_DATE_FROM = "2000-01-01T00:00:00Z"
 COUNTS = ("fetched", "created", "updated", "stale", "rejected")
 INCREMENTAL_OVERLAP = timedelta(minutes=5)
 
@@ -69,10 +82,12 @@ def _partner_party(partner: dict[str, Any], role: str) -> tuple[str, str] | None
 
 
 def _own_party(role: str) -> tuple[str, str] | None:
-    for p in get_settings().own_parties:
-        if p.role.upper() == role:
-            return p.country_code, p.party_id
-    return None
+    parties = _own_parties(role)
+    return parties[0] if parties else None
+
+
+def _own_parties(role: str) -> list[tuple[str, str]]:
+    return [(p.country_code, p.party_id) for p in get_settings().own_parties if p.role.upper() == role]
 
 
 def pullable_modules(partner: dict[str, Any]) -> list[str]:
@@ -114,6 +129,10 @@ def _store_one(store: Any, module: str, who: Caller, obj: Any) -> objects.Outcom
         return locations.put_location(store, who, cc, pid, _text(obj.get("id"), "id"), obj)
     if module == "tariffs":
         return objects.put_received(store, tariffs.KIND, who, cc, pid, _text(obj.get("id"), "id"), obj)
+    if module == "sessions":
+        return sessions.put_session(store, who, cc, pid, _text(obj.get("id"), "id"), obj)
+    if module == "cdrs":
+        return cdrs.create_received(store, who, obj, announce_replay=False)
     variant = _text(obj.get("type"), "type")
     return objects.put_received(
         store, tokens.KIND, who, cc, pid, _text(obj.get("uid"), "uid"), obj, variant=variant
@@ -121,13 +140,31 @@ def _store_one(store: Any, module: str, who: Caller, obj: Any) -> objects.Outcom
 
 
 def _object_id(module: str, obj: Any) -> str | None:
-    """What may be logged to identify a rejected object: ids of locations and tariffs only."""
+    """What may be logged to identify a rejected object: its id, except for tokens (uids)."""
     if module == "tokens" or not isinstance(obj, dict):
         return None
     return str(obj.get("id"))[:36]
 
 
 # ------------------------------------------------------------------ the pull
+def _fetch_all(
+    partner: dict[str, Any],
+    url: str,
+    from_parties: list[tuple[str, str]],
+    to_party: tuple[str, str],
+    since: str | None,
+) -> Any:
+    """Every object of the partner's sender list, asked for on behalf of each of ``from_parties``."""
+    for from_party in from_parties:
+        client = OcpiClient(
+            partner["outbound_token"],
+            raw_token=bool(partner.get("raw_token", False)),
+            from_party=from_party,
+            to_party=to_party,
+        )
+        yield from client.get_all(url, params={"date_from": since} if since else None)
+
+
 def pull(
     store: Any,
     partner_id: str,
@@ -149,8 +186,8 @@ def pull(
     to_party = _partner_party(partner, theirs)
     if to_party is None:
         raise InvalidParameters(f"Partner {partner_id} has no {theirs} role: it owns no {module}")
-    from_party = _own_party(ours)
-    if from_party is None:
+    from_parties = _own_parties(ours) if module in PER_PARTY else _own_parties(ours)[:1]
+    if not from_parties:
         raise InvalidParameters(f"We have no {ours} party to receive {module}")
 
     since = _date_from(date_from)
@@ -158,20 +195,16 @@ def pull(
         last = (partner.get("pulled_at") or {}).get(module)
         if last:
             since = format_datetime(parse_datetime(str(last)) - INCREMENTAL_OVERLAP)
+    if since is None and module in DATE_FROM_REQUIRED:
+        since = FULL_PULL_DATE_FROM
 
     started = datetime.now(UTC)
     who = Caller(partner_id=partner_id, kind=KIND_PARTNER, partner=partner)
-    client = OcpiClient(
-        partner["outbound_token"],
-        raw_token=bool(partner.get("raw_token", False)),
-        from_party=from_party,
-        to_party=to_party,
-    )
     counts = dict.fromkeys(COUNTS, 0)
     log = {"partner_id": partner_id, "ocpi_module": module, "date_from": since}
     logger.info("pull started", extra=log)
     try:
-        for obj in client.get_all(url, params={"date_from": since} if since else None):
+        for obj in _fetch_all(partner, url, from_parties, to_party, since):
             counts["fetched"] += 1
             try:
                 outcome = _store_one(store, module, who, obj)

@@ -20,7 +20,7 @@ import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import InvalidParameters, NotEnoughInformation, UnknownToken
+from shared.errors import InvalidParameters, NotEnoughInformation, NotFound, UnknownToken
 from shared.models.types import format_datetime
 from shared.models.v221.tokens import LocationReferences, Token, TokenType
 from shared.services import objects
@@ -57,7 +57,15 @@ def token_type(raw: str | None) -> str:
         raise InvalidParameters(f"Unknown token type {raw[:20]!r}") from err
 
 
-def list_own(store: Any, params: Any) -> tuple[list[dict[str, Any]], Any]:
+def require_cpo(who: Any) -> None:
+    """Our tokens (contract ids, validity) are shared with CPO partners only: an eMSP partner
+    (a competitor) reading them through the sender interface gets a 404 (transport_and_format)."""
+    if not any(r.get("role") == "CPO" for r in who.roles()):
+        raise NotFound("The tokens sender interface is for CPO partners")
+
+
+def list_own(store: Any, who: Any, params: Any) -> tuple[list[dict[str, Any]], Any]:
+    require_cpo(who)
     page = objects.list_own(store, KIND, params)
     return [o.body for o in page.items], page
 
@@ -67,8 +75,9 @@ def put_own_with_policy(store: Any, raw: Any, authorization: dict[str, Any] | No
     return objects.put_own(store, KIND, raw, meta={"authorization": authorization} if authorization else None)
 
 
-def authorize(store: Any, uid: str, type_: str | None, raw_body: Any) -> dict[str, Any]:
+def authorize(store: Any, who: Any, uid: str, type_: str | None, raw_body: Any) -> dict[str, Any]:
     """Real-time authorization of one of our own tokens (eMSP Sender interface)."""
+    require_cpo(who)
     variant = token_type(type_)
     found = objects.get_own(store, KIND, uid, variant)
     location = validate(LocationReferences, raw_body) if raw_body not in (None, {}, b"") else None

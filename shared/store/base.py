@@ -6,6 +6,7 @@ Semantics every implementation keeps (docs/store.md has the DynamoDB key schema)
   case-insensitively (CiString) by upper-casing them in keys, while bodies keep the sent case.
 - A write carries the object's `last_updated`; a write older than what is stored is not applied
   (conditional write) and reports `WriteResult.STALE`. Equal timestamps overwrite (idempotent retry).
+  `create` never overwrites: an existing object (any `last_updated`) is reported as STALE.
 - Children (the EVSEs of a location) are separate items, so a change to one child is one small
   write whose cost does not depend on the number of siblings; a GET still returns the parent whole.
 - Lists are ordered by (last_updated, key) ascending, in one partition per collection.
@@ -137,10 +138,28 @@ class ObjectStore(Protocol):
         children: Sequence[Child] | None = None,
         meta: dict[str, Any] | None = None,
         index: dict[str, str] | None = None,
+        manifest: bool = True,
     ) -> WriteResult:
         """Store an object (unless the stored one is newer). ``index``: extra key attributes of the
         header item for a secondary index, e.g. ``{"GSI2PK": ..., "GSI2SK": ...}`` (a PUT replaces
-        them: an object put without ``index`` leaves every extra index)."""
+        them: an object put without ``index`` leaves every extra index). ``manifest=False``: the
+        children get no manifest item (objects whose children are only appended with
+        ``put_child(manifest=False)`` and read with ``get``/``load_children``, e.g. sessions)."""
+        ...
+
+    def create(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        meta: dict[str, Any] | None = None,
+        index: dict[str, str] | None = None,
+    ) -> tuple[WriteResult, StoredObject | None]:
+        """Store an object only if nothing is stored under ``ref`` (immutable objects: CDRs).
+        Returns ``(CREATED, None)``, or ``(STALE, the stored object)`` when one exists: nothing is
+        written then, whatever its content or ``last_updated``. One conditional write."""
         ...
 
     def patch(
@@ -161,10 +180,13 @@ class ObjectStore(Protocol):
 
     def get_child(self, ref: ObjectRef, child_id: str) -> Child | None: ...
 
-    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
+    def put_child(
+        self, ref: ObjectRef, child: Child, *, expected_version: str | None = None, manifest: bool = True
+    ) -> WriteResult:
         """Upsert a child unless the stored one is newer. With expected_version (read earlier by
         get_child; "" = it did not exist) the write only happens if nothing changed since, else
-        ConcurrentUpdate."""
+        ConcurrentUpdate. ``manifest=False`` leaves the manifest alone (a new child then costs the
+        same whatever the number of siblings; ``load_children_many`` will not see it)."""
         ...
 
     def replace_children(self, ref: ObjectRef, children: Sequence[Child]) -> None: ...
@@ -175,8 +197,13 @@ class ObjectStore(Protocol):
 
     def delete(self, ref: ObjectRef) -> bool: ...
 
+    def load_children(self, obj: StoredObject) -> StoredObject:
+        """The object with all its children (one Query), manifest or not."""
+        ...
+
     def load_children_many(self, objs: list[StoredObject]) -> list[StoredObject]:
-        """Attach the children of listed objects (lists return headers only)."""
+        """Attach the children of listed objects (lists return headers only), through their
+        manifests: children written with ``manifest=False`` are not seen."""
         ...
 
     def list(self, query: ListQuery) -> Page: ...

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import time
 import uuid
 from collections.abc import Iterable, Sequence
@@ -158,11 +159,41 @@ class DynamoStore:
         children: Sequence[Child] | None = None,
         meta: dict[str, Any] | None = None,
         index: dict[str, str] | None = None,
+        manifest: bool = True,
     ) -> WriteResult:
+        item = self._header_item(ref, body, last_updated, collection, meta, index)
+        lu = item["lu"]
+        pk = item["PK"]
+        try:
+            resp = self._call(
+                "put_item",
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(PK) OR lu <= :lu",
+                ExpressionAttributeValues={":lu": {"S": lu}},
+                ReturnValues="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return WriteResult.STALE
+            raise
+        result = WriteResult.UPDATED if resp.get("Attributes") else WriteResult.CREATED
+        if children is not None:
+            self._replace_children(pk, children, existed=result is WriteResult.UPDATED, manifest=manifest)
+        return result
+
+    @staticmethod
+    def _header_item(
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        collection: str,
+        meta: dict[str, Any] | None,
+        index: dict[str, str] | None,
+    ) -> dict[str, Any]:
         pk = keys.object_pk(ref)
         lu = lu_key(last_updated)
         extra = check_index(index)
-        item = {
+        return {
             "PK": pk,
             "SK": keys.HEADER_SK,
             "GSI1PK": keys.list_pk(ref.module, collection),
@@ -178,24 +209,39 @@ class DynamoStore:
             "meta": meta or {},
             **extra,
         }
+
+    def create(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        meta: dict[str, Any] | None = None,
+        index: dict[str, str] | None = None,
+    ) -> tuple[WriteResult, StoredObject | None]:
+        item = self._header_item(ref, body, last_updated, collection, meta, index)
         try:
-            resp = self._call(
+            # One conditional PutItem; on conflict DynamoDB hands back the stored item itself
+            # (no second read, no window where an eventually consistent read misses it).
+            self._call(
                 "put_item",
                 Item=_item(item),
-                ConditionExpression="attribute_not_exists(PK) OR lu <= :lu",
-                ExpressionAttributeValues={":lu": {"S": lu}},
-                ReturnValues="ALL_OLD",
+                ConditionExpression="attribute_not_exists(PK)",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except BotoClientError as err:
-            if _code(err) == "ConditionalCheckFailedException":
-                return WriteResult.STALE
-            raise
-        result = WriteResult.UPDATED if resp.get("Attributes") else WriteResult.CREATED
-        if children is not None:
-            self._replace_children(pk, children, existed=result is WriteResult.UPDATED)
-        return result
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+            old = err.response.get("Item")
+            if old:
+                return WriteResult.STALE, self._stored(ref, _plain(old))
+            return WriteResult.STALE, self.get(ref)
+        return WriteResult.CREATED, None
 
-    def _replace_children(self, pk: str, children: Sequence[Child], *, existed: bool) -> None:
+    def _replace_children(
+        self, pk: str, children: Sequence[Child], *, existed: bool, manifest: bool = True
+    ) -> None:
         wanted = {keys.child_sk(c.child_id) for c in children}
         requests: list[dict] = []
         if existed:
@@ -227,10 +273,11 @@ class DynamoStore:
             )
         # The manifest lists the children's keys, so a page of parents gets its children with
         # BatchGetItem instead of one Query per parent (see load_children_many).
+        # Objects without a manifest (manifest=False, sessions) never get one: nothing to write.
         manifest_key = {"PK": {"S": pk}, "SK": {"S": keys.MANIFEST_SK}}
-        if wanted:
+        if wanted and manifest:
             requests.append({"PutRequest": {"Item": {**manifest_key, "kids": {"SS": sorted(wanted)}}}})
-        elif existed:
+        elif existed and manifest:
             requests.append({"DeleteRequest": {"Key": manifest_key}})
         self._batch_write(requests)
 
@@ -314,7 +361,9 @@ class DynamoStore:
                 raise ObjectMissing(pk) from err
             # The parent is already as new or newer: nothing to do.
 
-    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
+    def put_child(
+        self, ref: ObjectRef, child: Child, *, expected_version: str | None = None, manifest: bool = True
+    ) -> WriteResult:
         pk = keys.object_pk(ref)
         lu = lu_key(child.last_updated)
         sk = keys.child_sk(child.child_id)
@@ -357,6 +406,8 @@ class DynamoStore:
             self._call("delete_item", Key={"PK": {"S": pk}, "SK": {"S": sk}})
             raise
         if not resp.get("Attributes"):
+            if not manifest:
+                return WriteResult.CREATED
             # A new child: one more write, to the manifest (a status change never pays this).
             self._call(
                 "update_item",
@@ -664,6 +715,10 @@ def encode_cursor(data: dict) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+# A listing sort key: "{sortable last_updated}#O#..." (keys.list_sk).
+_CURSOR_SK = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z#O#.+$", re.DOTALL)
+
+
 def decode_cursor(cursor: str) -> dict:
     """Parse a continuation from a Link URL; anything malformed is the client's error (2001)."""
     try:
@@ -675,7 +730,12 @@ def decode_cursor(cursor: str) -> dict:
             and isinstance(data.get("t"), int)
             and isinstance(data.get("pk"), str)
             and isinstance(data.get("sk"), str)
+            and data["o"] >= 0
+            and data["t"] >= 0
             and data["pk"].startswith("O#")
+            and 2 < len(data["pk"]) <= 1024
+            and _CURSOR_SK.match(data["sk"])
+            and len(data["sk"]) <= 1024
         ):
             raise ValueError("bad cursor")
         return data

@@ -61,6 +61,7 @@ class MemoryStore:
         children: Sequence[Child] | None = None,
         meta: dict[str, Any] | None = None,
         index: dict[str, str] | None = None,
+        manifest: bool = True,  # no manifest in memory: children are always at hand
     ) -> WriteResult:
         pk = keys.object_pk(ref)
         lu = lu_key(last_updated)
@@ -84,6 +85,32 @@ class MemoryStore:
             )
             self.index[pk] = extra  # a put replaces the whole header item, index attributes too
             return WriteResult.UPDATED if old else WriteResult.CREATED
+
+    def create(
+        self,
+        ref: ObjectRef,
+        body: dict[str, Any],
+        last_updated: datetime,
+        *,
+        collection: str,
+        meta: dict[str, Any] | None = None,
+        index: dict[str, str] | None = None,
+    ) -> tuple[WriteResult, StoredObject | None]:
+        pk = keys.object_pk(ref)
+        extra = {k: v for k, v in check_index(index).items() if v is not None}
+        with self._lock:
+            old = self.objects.get(pk)
+            if old is not None:
+                return WriteResult.STALE, copy.deepcopy(old)
+            self.objects[pk] = StoredObject(
+                ref=ref,
+                body=copy.deepcopy(body),
+                last_updated=lu_key(last_updated),
+                collection=collection,
+                meta=copy.deepcopy(meta or {}),
+            )
+            self.index[pk] = extra
+            return WriteResult.CREATED, None
 
     def patch(
         self,
@@ -139,7 +166,9 @@ class MemoryStore:
         c.version = uuid.uuid4().hex
         return c
 
-    def put_child(self, ref: ObjectRef, child: Child, *, expected_version: str | None = None) -> WriteResult:
+    def put_child(
+        self, ref: ObjectRef, child: Child, *, expected_version: str | None = None, manifest: bool = True
+    ) -> WriteResult:
         with self._lock:
             obj = self.objects.get(keys.object_pk(ref))
             if obj is None:

@@ -55,7 +55,7 @@ def handshake(initiator: LocalStack, receiver: LocalStack) -> tuple[dict, dict]:
     # Token A opens the versions module only.
     assert call(receiver, invite["token"], "/ocpi/versions").json()["status_code"] == 1000
     mine = initiator.admin_json(
-        "register", "--versions-url", invite["versions_url"], "--token", invite["token"]
+        "register", "--versions-url", invite["versions_url"], f"--token={invite['token']}"
     )
     assert mine["status"] == "REGISTERED" and mine["version"] == "2.2.1"
     theirs = by_id(receiver, invite["partner_id"])

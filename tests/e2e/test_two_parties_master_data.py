@@ -49,7 +49,7 @@ def connected(tmp_path_factory):
         emsp.start()
         invite = cpo.admin_json("invite", "--name", "emsp")
         at_emsp = emsp.admin_json(
-            "register", "--versions-url", invite["versions_url"], "--token", invite["token"]
+            "register", "--versions-url", invite["versions_url"], f"--token={invite['token']}"
         )
         at_cpo = next(p for p in cpo.admin_json("partners") if p["partner_id"] == invite["partner_id"])
         yield {"cpo": cpo, "emsp": emsp, "tmp": tmp, "cpo_at_emsp": at_emsp, "emsp_at_cpo": at_cpo}

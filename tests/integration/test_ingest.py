@@ -32,6 +32,11 @@ SECRET_UID = "SECRETUID0042"
 SECRET_CONTRACT = "NL-MSP-SECRETCONTRACT"
 PAGE = PageParams(0, 10, None, None, None, None, None)
 
+# Our tokens are shared with CPO partners only (shared.services.tokens.require_cpo).
+CPO_CALLER = __import__("shared.auth", fromlist=["Caller"]).Caller(
+    "cpo-partner", "C", {"roles": [{"role": "CPO", "country_code": "NL", "party_id": "XYZ"}]}
+)
+
 
 # ------------------------------------------------------------------ objects (our own parties: NL*CPO, NL*MSP)
 def connector(cid: str = "1", lu: str = "2024-05-01T09:00:00Z") -> dict:
@@ -262,15 +267,19 @@ def test_tariff_delete_does_not_touch_received_tariffs(memory_store) -> None:
 def test_token_put_with_authorization_policy_then_patch(any_store) -> None:
     detail = {"module": "tokens", "object": token(), "authorization": {"allowed_location_ids": ["LOC1"]}}
     assert ingest.apply(any_store, PUT, detail).result is WriteResult.CREATED
-    items, _ = tokens.list_own(any_store, PAGE)
+    items, _ = tokens.list_own(any_store, CPO_CALLER, PAGE)
     assert [t["uid"] for t in items] == [SECRET_UID]
 
-    assert tokens.authorize(any_store, SECRET_UID, None, {"location_id": "LOC1"})["allowed"] == "ALLOWED"
     assert (
-        tokens.authorize(any_store, SECRET_UID, "RFID", {"location_id": "LOC2"})["allowed"] == "NOT_ALLOWED"
+        tokens.authorize(any_store, CPO_CALLER, SECRET_UID, None, {"location_id": "LOC1"})["allowed"]
+        == "ALLOWED"
+    )
+    assert (
+        tokens.authorize(any_store, CPO_CALLER, SECRET_UID, "RFID", {"location_id": "LOC2"})["allowed"]
+        == "NOT_ALLOWED"
     )
     with pytest.raises(NotEnoughInformation):
-        tokens.authorize(any_store, SECRET_UID, None, None)
+        tokens.authorize(any_store, CPO_CALLER, SECRET_UID, None, None)
 
     patch = {
         "module": "tokens",
@@ -280,7 +289,10 @@ def test_token_put_with_authorization_policy_then_patch(any_store) -> None:
         "fields": {"valid": False, "last_updated": "2024-05-02T00:00:00Z"},
     }
     assert ingest.apply(any_store, PATCH, patch).result is WriteResult.UPDATED  # type defaults to RFID
-    assert tokens.authorize(any_store, SECRET_UID, None, {"location_id": "LOC1"})["allowed"] == "BLOCKED"
+    assert (
+        tokens.authorize(any_store, CPO_CALLER, SECRET_UID, None, {"location_id": "LOC1"})["allowed"]
+        == "BLOCKED"
+    )
 
     # A policy change is a new PUT of the token (the policy is metadata of the stored token).
     detail = {
@@ -289,7 +301,7 @@ def test_token_put_with_authorization_policy_then_patch(any_store) -> None:
         "authorization": {"no_credit": True},
     }
     ingest.apply(any_store, PUT, detail)
-    assert tokens.authorize(any_store, SECRET_UID, None, None)["allowed"] == "NO_CREDIT"
+    assert tokens.authorize(any_store, CPO_CALLER, SECRET_UID, None, None)["allowed"] == "NO_CREDIT"
 
 
 def test_token_of_another_type_is_another_token(any_store) -> None:
@@ -327,7 +339,7 @@ BAD = {
     "unknown detail-type": ("ocpi.own.upsert", {"module": "tariffs", "object": tariff()}),
     "detail not an object": (PUT, ["tariffs"]),
     "detail missing": (PUT, None),
-    "unknown module": (PUT, {"module": "sessions", "object": {"id": "S1"}}),
+    "unknown module": (PUT, {"module": "commands", "object": {"id": "S1"}}),
     "module missing": (PUT, {"object": tariff()}),
     "object missing": (PUT, {"module": "tariffs"}),
     "object not an object": (PUT, {"module": "tariffs", "object": "T1"}),
@@ -764,7 +776,8 @@ def test_cli_publish_put_patch_delete(dynamo_store, aws, tmp_path, capsys) -> No
     got = locations.get_own(dynamo_store, "LOC1", "3256")
     assert got["status"] == "CHARGING" and [c["id"] for c in got["connectors"]] == ["1", "2"]
     assert (
-        tokens.authorize(dynamo_store, SECRET_UID, None, {"location_id": "LOC2"})["allowed"] == "NOT_ALLOWED"
+        tokens.authorize(dynamo_store, CPO_CALLER, SECRET_UID, None, {"location_id": "LOC2"})["allowed"]
+        == "NOT_ALLOWED"
     )
     assert tariffs.list_own(dynamo_store, PAGE)[0] == []
 

@@ -85,8 +85,13 @@ def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
         assert result["statusCode"] == 404 and body["status_code"] == 2003
     elif "unknown_token" in event_file.name:
         assert result["statusCode"] == 404 and body["status_code"] == 2004
-    elif "unknown_tariff" in event_file.name:
+    elif any(k in event_file.name for k in ("unknown_tariff", "unknown_session", "unknown_cdr")):
         assert result["statusCode"] == 404 and body["status_code"] == 2000
+    elif "post_cdr" in event_file.name:
+        assert result["statusCode"] == 201 and body["status_code"] == 1000, body
+        assert headers["location"].startswith(
+            "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/ocpi/2.2.1/receiver/cdrs/NL/TNM/"
+        )
     else:
         assert result["statusCode"] == 200 and body["status_code"] == 1000, body
         text = json.dumps(body)
@@ -102,7 +107,7 @@ def check_background_event(event_file: Path, event: dict, store) -> None:
     data, dropped, not retried; otherwise everything is stored and each object put is readable
     from our own collection."""
     from shared.errors import OcpiError
-    from shared.services import ingest, locations, objects, tariffs, tokens
+    from shared.services import cdrs, ingest, locations, objects, sessions, tariffs, tokens
 
     result = handler_for(event_file.parent.name)(event, Context())
     if "Records" not in event:  # a scheduled or direct invocation: its answer is JSON for Lambda
@@ -127,6 +132,12 @@ def check_background_event(event_file: Path, event: dict, store) -> None:
             continue
         if cmd.module == "locations":
             got = locations.get_own(store, cmd.object_id, cmd.evse_uid, cmd.connector_id)
+        elif cmd.module == "sessions":
+            got = sessions.assemble(sessions.get_own(store, cmd.object_id))
+            assert got == cmd.payload
+        elif cmd.module == "cdrs":
+            got = store.get(objects.ref_of(cdrs.KIND, cmd.country_code, cmd.party_id, cmd.object_id)).body
+            assert got == cmd.payload
         else:
             kind = {"tariffs": tariffs.KIND, "tokens": tokens.KIND}[cmd.module]
             got = objects.get_own(store, kind, cmd.object_id, cmd.token_type or "").body

@@ -346,7 +346,7 @@ def test_what_cannot_be_pulled(memory_store, stub) -> None:
     with pytest.raises(NoMatchingEndpoints):
         pull.pull(memory_store, "p1", "tariffs")
     with pytest.raises(InvalidParameters):
-        pull.pull(memory_store, "p1", "cdrs")
+        pull.pull(memory_store, "p1", "commands")
     with pytest.raises(InvalidParameters):
         pull.pull(memory_store, "p1", "locations", date_from="yesterday")
     memory_store.put_partner(dict(partner, status="UNREGISTERED"))
@@ -357,7 +357,7 @@ def test_what_cannot_be_pulled(memory_store, stub) -> None:
         partner, status="REGISTERED", roles=[{"role": "CPO", "country_code": "BE", "party_id": "BEC"}]
     )
     cpo_only["endpoints"] = [{"identifier": m, "role": "SENDER", "url": stub.url(m)} for m in pull.MODULES]
-    assert pull.pullable_modules(cpo_only) == ["locations", "tariffs"]
+    assert pull.pullable_modules(cpo_only) == ["locations", "tariffs", "sessions", "cdrs"]
     receiver_only = dict(cpo_only, endpoints=[{"identifier": "locations", "role": "RECEIVER", "url": "x"}])
     assert pull.pullable_modules(receiver_only) == []
 
@@ -415,7 +415,7 @@ def test_function_pulls_every_partner_and_reports_failures(memory_store, stub) -
     late = handler({"partner_id": "good"}, Context(remaining_ms=1000))
     assert late["pulled"] == [] and len(late["skipped"]) == 3
     with pytest.raises(ValueError):
-        handler({"modules": ["sessions"]}, Context())
+        handler({"modules": ["commands"]}, Context())
     with pytest.raises(ValueError):
         handler({"incremental": "yes"}, Context())
 
@@ -483,7 +483,7 @@ def test_cli_pull(memory_store, stub, capsys) -> None:
     # Errors are reported, not raised.
     assert main(["pull", "nobody"]) == 1
     with pytest.raises(SystemExit):  # argparse: not a module we pull
-        main(["pull", "p1", "--module", "sessions"])
+        main(["pull", "p1", "--module", "commands"])
     stub.fail_from_offset = 0
     assert main(["pull", "p1", "--module", "tariffs"]) == 1
     assert "3001" in capsys.readouterr().err

@@ -32,6 +32,7 @@ def env(any_store):
         any_store, "a", "token-a", [("CPO", c, p) for c, p in cpos] + [("EMSP", c, p) for c, p in emsps]
     )
     b = add_partner(any_store, "b", "token-b", [("CPO", "DE", "BBB"), ("EMSP", "DE", "BBB")])
+    add_partner(any_store, "e", "token-e", [("EMSP", "FR", "EEE")])
     return {
         "store": any_store,
         "tariffs": TestClient(load_app("tariffs"), raise_server_exceptions=False),
@@ -176,3 +177,14 @@ def test_real_time_authorization(env) -> None:
     from shared.store.base import ObjectRef
 
     assert store.get(ObjectRef("authorizations", "NL", "MSP", ref)).body["token_uid"] == "OK"
+
+
+def test_our_tokens_are_shared_with_cpo_partners_only(env) -> None:
+    from tests.integration.test_locations import hdr
+
+    tokens.put_own_with_policy(env["store"], _own_token("OWN1"))
+    emsp_only = hdr("token-e")
+    listed = env["tokens"].get("/ocpi/2.2.1/sender/tokens", headers=emsp_only)
+    assert listed.status_code == 404 and "data" not in listed.json()
+    assert env["tokens"].post(AUTH.format(uid="OWN1"), headers=emsp_only).status_code == 404
+    assert env["tokens"].get("/ocpi/2.2.1/sender/tokens", headers=env["b"]).json()["data"][0]["uid"] == "OWN1"

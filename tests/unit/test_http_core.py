@@ -310,3 +310,10 @@ def test_registration_scope_lookups_are_not_cached(memory_store) -> None:
     memory_store.put_token(TokenRecord(hash_token("our-b"), "p9", "C"))
     memory_store.put_partner({"partner_id": "p9", "status": "REGISTERED", "roles": []})
     assert auth.authenticate(memory_store, header).kind == "C"
+
+
+def test_new_tokens_never_start_with_a_dash(monkeypatch) -> None:
+    """A token starting with "-" would be read as an option by command-line tools (argparse)."""
+    draws = iter(["-looks-like-an-option", "fine-token"])
+    monkeypatch.setattr(auth.secrets, "token_urlsafe", lambda n: next(draws))
+    assert auth.new_token() == "fine-token"

@@ -1,0 +1,150 @@
+"""Sessions and CDRs cost model on moto (DynamoDB requests and consumed units per operation).
+
+1. Session PATCH (receiver) that appends one charging period to a session that already has 1 vs
+   200 periods (goal: equal requests and write units, i.e. independent of the history length).
+2. CDR POST (receiver, first time): one conditional PutItem.
+3. CDR duplicate POST (identical replay) and a POST of different content under a stored id: one
+   conditional PutItem that fails and hands back the stored CDR, nothing written.
+Also shown: GET of a session with 200 periods, and one sender page of sessions (periods loaded with
+one Query per listed session).
+
+    .venv/bin/python bench/bench_sessions_cdrs.py
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "x",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+        "OCPI_TOKEN_KEY": "bench",
+        "OCPI_PUBLIC_URL": "https://ocpi.bench",
+        "OCPI_LOG_STREAM": "stderr",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }
+)
+SPEC = Path(os.environ.get("OCPI_SPEC_DIR") or ROOT.parent / "shared" / "ocpi-spec")
+EXAMPLES = SPEC / "2.2.1" / "examples"
+
+
+def example(name: str) -> dict:
+    return json.loads((EXAMPLES / name).read_text())
+
+
+def session_with(n: int, sid: str) -> dict:
+    s = example("session_example_2_short_finished.json")
+    s["id"] = sid
+    s["charging_periods"] = [
+        {
+            "start_date_time": f"2015-06-29T{h:02d}:{m:02d}:00Z",
+            "dimensions": [{"type": "ENERGY", "volume": 1.5}, {"type": "MAX_CURRENT", "volume": 30}],
+        }
+        for h, m in (divmod(i, 60) for i in range(n))
+    ]
+    return s
+
+
+def line(label: str, u) -> str:
+    return (
+        f"  {label}: {u.total_requests} requests ({dict(u.requests)}), "
+        f"write units {u.write_units:.1f}, read units {u.read_units:.1f}"
+    )
+
+
+def main() -> None:
+    from moto import mock_aws
+
+    from shared import auth, config, events
+    from shared.auth import Caller
+    from shared.errors import InvalidParameters
+    from shared.local.template import Resolver, load_template, provision
+    from shared.services import cdrs, sessions
+    from shared.store import get_store, reset_store
+    from shared.store.meter import METER
+
+    events.set_sink(lambda e: None)  # events are not what we measure here
+    with mock_aws():
+        template = load_template(ROOT / "template.yaml")
+        names = provision(template, Resolver(template, "bench", "eu-west-1", "123456789012", {}))
+        os.environ["OCPI_TABLE_NAME"] = names["OcpiTable"]
+        config.reset_settings()
+        reset_store()
+        auth.clear_cache()
+        store = get_store()
+        cpo = Caller(
+            partner_id="bench",
+            kind="C",
+            partner={"roles": [{"role": "CPO", "country_code": "BE", "party_id": "BEC"}]},
+        )
+
+        print("Session PATCH appending one charging period (receiver), DynamoDB cost:")
+        results = {}
+        for n in (1, 200):
+            s = session_with(n, f"S{n}")
+            sessions.put_session(store, cpo, "BE", "BEC", s["id"], s)
+            patch = {
+                "kwh": 42,
+                "charging_periods": [
+                    {
+                        "start_date_time": "2015-06-30T06:00:00Z",
+                        "dimensions": [{"type": "ENERGY", "volume": 2}],
+                    }
+                ],
+                "last_updated": "2015-06-30T06:00:01Z",
+            }
+            METER.reset()
+            sessions.patch_session(store, cpo, "BE", "BEC", s["id"], patch)
+            u = METER.reset()
+            results[n] = (u.total_requests, u.write_units)
+            print(line(f"{n:>4} periods before", u))
+            got = sessions.get_received(store, cpo, "BE", "BEC", s["id"])
+            assert len(got["charging_periods"]) == n + 1
+        same = results[1] == results[200]
+        print(f"  independent of history length: {'yes' if same else 'NO'} {results}")
+        METER.reset()
+        sessions.get_received(store, cpo, "BE", "BEC", "S200")
+        print(line("GET of the session with 201 periods", METER.reset()))
+
+        print("CDR POST (receiver), DynamoDB cost:")
+        cdr = example("cdr_example.json")
+        METER.reset()
+        first = cdrs.create_received(store, cpo, cdr)
+        assert first.result.value == "created"
+        print(line("first POST (stored)", METER.reset()))
+        dup = cdrs.create_received(store, cpo, json.loads(json.dumps(cdr)))
+        assert dup.result.value == "stale"
+        METER.reset()
+        cdrs.create_received(store, cpo, cdr)
+        print(line("duplicate POST, identical (same answer, nothing written)", METER.reset()))
+        METER.reset()
+        with contextlib.suppress(InvalidParameters):
+            cdrs.create_received(store, cpo, dict(cdr, remark="changed"))
+        print(line("duplicate POST, different content (2001, nothing written)", METER.reset()))
+
+        print("Sender list page of own sessions (10 sessions x 20 periods), DynamoDB cost:")
+        for i in range(10):
+            s = session_with(20, f"OWN{i:02d}")
+            s.update({"country_code": "NL", "party_id": "CPO"})
+            s["cdr_token"].update({"country_code": "DE", "party_id": "MSP"})
+            s["last_updated"] = f"2024-01-01T00:00:{i:02d}Z"
+            sessions.put_session(store, None, "NL", "CPO", s["id"], s)
+        from shared.pagination import parse_params
+
+        params = parse_params({"date_from": "2000-01-01T00:00:00Z", "limit": "10"}, require_date_from=True)
+        METER.reset()
+        items, _ = sessions.list_own(store, ("DE", "MSP"), params)
+        assert len(items) == 10 and all(len(s["charging_periods"]) == 20 for s in items)
+        print(line("one page of 10", METER.reset()))
+
+
+if __name__ == "__main__":
+    main()
