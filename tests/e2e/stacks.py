@@ -121,3 +121,29 @@ class LocalStack:
             TableName=env["OCPI_TABLE_NAME"], Key={"PK": {"S": f"P#{partner_id}"}, "SK": {"S": "P"}}
         )
         return {k: TypeDeserializer().deserialize(v) for k, v in item["Item"].items()}["data"]
+
+
+# Shared by the two-party tests: one CPO deployment and one eMSP deployment.
+CPO_PARTIES = [
+    {"country_code": "NL", "party_id": "CPO", "role": "CPO", "business_details": {"name": "Local CPO"}}
+]
+EMSP_PARTIES = [
+    {"country_code": "DE", "party_id": "MSP", "role": "EMSP", "business_details": {"name": "Local eMSP"}}
+]
+
+
+def hdr(token: str) -> dict[str, str]:
+    """An OCPI Authorization header (Base64 token)."""
+    import base64
+
+    return {"Authorization": "Token " + base64.b64encode(token.encode()).decode()}
+
+
+def wait_for(fetch: Any, timeout: float = 20.0) -> Any:
+    """Poll `fetch()` until it returns something truthy or the timeout passes (bounded waits)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.3)

@@ -9,12 +9,12 @@ import time
 import httpx
 import pytest
 
-from tests.e2e.stacks import LocalStack
+from tests.e2e.stacks import CPO_PARTIES, EMSP_PARTIES, LocalStack
 
 pytestmark = pytest.mark.e2e
 
-CPO = [{"country_code": "NL", "party_id": "CPO", "role": "CPO", "business_details": {"name": "Local CPO"}}]
-EMSP = [{"country_code": "DE", "party_id": "MSP", "role": "EMSP", "business_details": {"name": "Local eMSP"}}]
+CPO = CPO_PARTIES
+EMSP = EMSP_PARTIES
 
 
 @pytest.fixture(scope="module")

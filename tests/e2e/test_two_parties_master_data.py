@@ -5,39 +5,24 @@ authorization crosses over from the CPO to the eMSP."""
 
 from __future__ import annotations
 
-import base64
 import json
-import time
 
 import httpx
 import pytest
 
 from tests.conftest import SPEC_DIR
-from tests.e2e.stacks import LocalStack
+from tests.e2e.stacks import CPO_PARTIES, EMSP_PARTIES, LocalStack, hdr, wait_for
 
 pytestmark = pytest.mark.e2e
 EX = SPEC_DIR / "2.2.1" / "examples"
-CPO = [{"country_code": "NL", "party_id": "CPO", "role": "CPO", "business_details": {"name": "Local CPO"}}]
-EMSP = [{"country_code": "DE", "party_id": "MSP", "role": "EMSP", "business_details": {"name": "Local eMSP"}}]
+CPO = CPO_PARTIES
+EMSP = EMSP_PARTIES
 
 
 def own(name: str, cc: str, pid: str, **extra) -> dict:
     obj = json.loads((EX / name).read_text())
     obj.update({"country_code": cc, "party_id": pid, **extra})
     return obj
-
-
-def hdr(token: str) -> dict[str, str]:
-    return {"Authorization": "Token " + base64.b64encode(token.encode()).decode()}
-
-
-def wait_for(fetch, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.3)
 
 
 @pytest.fixture(scope="module")
