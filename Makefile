@@ -38,7 +38,7 @@ run: $(STAMP)
 ## make test: lint, template checks, unit, integration (moto) and end-to-end tests
 test: $(STAMP) validate
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
