@@ -12,21 +12,9 @@ from __future__ import annotations
 import base64
 import importlib.util
 import json
-import os
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "OCPI_TOKEN_KEY": "bench",
-        "OCPI_PUBLIC_URL": "https://ocpi.bench",
-    }
-)
+from common import ROOT, moto_stack
 
 
 def _app(name: str):
@@ -42,12 +30,9 @@ def hdr(token: str) -> dict[str, str]:
 
 def run() -> list[dict]:
     from fastapi.testclient import TestClient
-    from moto import mock_aws
 
-    from shared import auth, config
-    from shared.local.template import Resolver, load_template, provision
+    from shared import auth
     from shared.services import credentials as svc
-    from shared.store import get_store, reset_store
     from shared.store.meter import METER
     from tests.partner_stub import PartnerStub
 
@@ -57,14 +42,7 @@ def run() -> list[dict]:
         u = METER.reset()
         rows.append({"operation": op, **u.as_dict()})
 
-    with mock_aws(), PartnerStub() as partner:
-        template = load_template(ROOT / "template.yaml")
-        names = provision(template, Resolver(template, "bench", "eu-west-1", "123456789012", {}))
-        os.environ["OCPI_TABLE_NAME"] = names["OcpiTable"]
-        config.reset_settings()
-        reset_store()
-        auth.clear_cache()
-        store = get_store()
+    with moto_stack() as (store, _), PartnerStub() as partner:
         creds = TestClient(_app("credentials"))
         versions = TestClient(_app("versions"))
 

@@ -15,31 +15,16 @@ import base64
 import copy
 import importlib.util
 import json
-import os
-import sys
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "OCPI_TOKEN_KEY": "bench",
-        "OCPI_PUBLIC_URL": "https://ocpi.bench",
-        "OCPI_LOG_STREAM": "stderr",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
-SPEC = Path(os.environ.get("OCPI_SPEC_DIR") or ROOT.parent / "shared" / "ocpi-spec")
+from common import EXAMPLES, ROOT, moto_stack
+
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def location(i: int, evses: int) -> dict:
-    base = json.loads((SPEC / "2.2.1" / "examples" / "location_example.json").read_text())
+    base = json.loads((EXAMPLES / "location_example.json").read_text())
     template = base["evses"][0]
     loc = {k: v for k, v in base.items() if k != "evses"}
     loc.update(
@@ -68,26 +53,13 @@ def main() -> None:
     args = parser.parse_args()
 
     from fastapi.testclient import TestClient
-    from moto import mock_aws
 
-    from shared import auth, config, events
     from shared.auth import hash_token
-    from shared.local.template import Resolver, load_template, provision
     from shared.services import locations
-    from shared.store import get_store, reset_store
     from shared.store.base import TokenRecord
     from shared.store.meter import METER
 
-    events.set_sink(lambda e: None)  # events are not what we measure here
-    with mock_aws():
-        template = load_template(ROOT / "template.yaml")
-        names = provision(template, Resolver(template, "bench", "eu-west-1", "123456789012", {}))
-        os.environ["OCPI_TABLE_NAME"] = names["OcpiTable"]
-        config.reset_settings()
-        reset_store()
-        auth.clear_cache()
-        store = get_store()
-
+    with moto_stack() as (store, _):
         print("EVSE status PATCH (one EVSE of a location), DynamoDB cost:")
         for n in (1, 500):
             loc = location(900000 + n, n)

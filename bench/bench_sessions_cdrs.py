@@ -15,25 +15,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ.update(
-    {
-        "AWS_ACCESS_KEY_ID": "x",
-        "AWS_SECRET_ACCESS_KEY": "x",
-        "AWS_DEFAULT_REGION": "eu-west-1",
-        "OCPI_TOKEN_KEY": "bench",
-        "OCPI_PUBLIC_URL": "https://ocpi.bench",
-        "OCPI_LOG_STREAM": "stderr",
-        "POWERTOOLS_LOG_LEVEL": "WARNING",
-    }
-)
-SPEC = Path(os.environ.get("OCPI_SPEC_DIR") or ROOT.parent / "shared" / "ocpi-spec")
-EXAMPLES = SPEC / "2.2.1" / "examples"
+from common import EXAMPLES, moto_stack
 
 
 def example(name: str) -> dict:
@@ -61,25 +44,12 @@ def line(label: str, u) -> str:
 
 
 def main() -> None:
-    from moto import mock_aws
-
-    from shared import auth, config, events
     from shared.auth import Caller
     from shared.errors import InvalidParameters
-    from shared.local.template import Resolver, load_template, provision
     from shared.services import cdrs, sessions
-    from shared.store import get_store, reset_store
     from shared.store.meter import METER
 
-    events.set_sink(lambda e: None)  # events are not what we measure here
-    with mock_aws():
-        template = load_template(ROOT / "template.yaml")
-        names = provision(template, Resolver(template, "bench", "eu-west-1", "123456789012", {}))
-        os.environ["OCPI_TABLE_NAME"] = names["OcpiTable"]
-        config.reset_settings()
-        reset_store()
-        auth.clear_cache()
-        store = get_store()
+    with moto_stack() as (store, _):
         cpo = Caller(
             partner_id="bench",
             kind="C",
