@@ -48,8 +48,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     # moto's Query is O(items in the table), so on moto the crawl's wall time grows faster than
     # our request count; the defaults keep the run to a few minutes.
-    parser.add_argument("--small", type=int, default=2000)
-    parser.add_argument("--large", type=int, default=20000)
+    parser.add_argument("--small", type=int, default=1000)
+    parser.add_argument("--large", type=int, default=4000)
     args = parser.parse_args()
 
     from fastapi.testclient import TestClient
