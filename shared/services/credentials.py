@@ -251,7 +251,9 @@ def register_partner(store: Any, base_url: str, version: str, who: Caller, body:
         raise MethodNotAllowed("Already registered: use PUT to update or DELETE to unregister")
     creds: Credentials = validate(Credentials, body)
     found = discover(creds.token, str(creds.url))
-    partner = store.get_partner(who.partner_id) or {"partner_id": who.partner_id, "created_at": _now()}
+    # The caller's partner record was just read by authentication (registration-scope lookups are
+    # never cached), so no second read.
+    partner = dict(who.partner) or {"partner_id": who.partner_id, "created_at": _now()}
     roles = _roles(creds)
     _claim(store, who.partner_id, roles)
     # Token A is single use: whoever consumes it first completes the registration.
