@@ -109,17 +109,24 @@ def put_location(store: Any, who: Caller | None, cc: str, pid: str, location_id:
         meta=meta,
         index=geo_index(ref, header.get("coordinates")),
     )
-    _publish(who, "put", ref, body)
+    if result is not WriteResult.STALE:  # a stale PUT changed nothing: nothing to announce
+        _publish(who, "put", ref, body)
     return outcome(result)
+
+
+def _evse_ref(
+    who: Caller | None, cc: str, pid: str, location_id: str, evse_uid: str
+) -> tuple[ObjectRef, str]:
+    # Parties of partners and our own never overlap (credentials refuses such claims), so the
+    # party check of _ref also keeps received and own trees apart.
+    ref, _ = _ref(who, cc, pid, location_id)
+    return ref, path_id(evse_uid, "evse_uid")
 
 
 def put_evse(
     store: Any, who: Caller | None, cc: str, pid: str, location_id: str, evse_uid: str, raw: Any
 ) -> Outcome:
-    # Parties of partners and our own never overlap (credentials refuses such claims), so the
-    # party check of _ref also keeps received and own trees apart.
-    ref, _ = _ref(who, cc, pid, location_id)
-    evse_uid = path_id(evse_uid, "evse_uid")
+    ref, evse_uid = _evse_ref(who, cc, pid, location_id, evse_uid)
     evse = validate(EVSE, raw)
     body = evse.to_json_dict()
     check_same("uid", body["uid"], evse_uid)
@@ -238,8 +245,7 @@ def patch_location(store: Any, who: Caller | None, cc: str, pid: str, location_i
 def patch_evse(
     store: Any, who: Caller | None, cc: str, pid: str, location_id: str, evse_uid: str, raw: Any
 ) -> Outcome:
-    ref, _ = _ref(who, cc, pid, location_id)
-    evse_uid = path_id(evse_uid, "evse_uid")
+    ref, evse_uid = _evse_ref(who, cc, pid, location_id, evse_uid)
     fields = objects.validate_fields(EVSE, raw)
     check_same("uid", fields.get("uid"), evse_uid)
     try:

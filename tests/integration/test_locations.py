@@ -286,3 +286,13 @@ def test_events_reach_the_bus_on_moto(dynamo_store, aws) -> None:
     TestClient(load_app("locations")).put(_url(loc), json=loc, headers=hdr("token-a"))
     msgs = sqs.receive_message(QueueUrl=q, MaxNumberOfMessages=10).get("Messages", [])
     assert [json.loads(m["Body"])["detail-type"] for m in msgs] == ["ocpi.received.put"]
+
+
+def test_stale_put_is_not_announced(memory_store) -> None:
+    add_partner(memory_store, "cpo-a", "token-a", [("CPO", "BE", "BEC")])
+    api = TestClient(load_app("locations"), raise_server_exceptions=False)
+    loc = _loc()
+    api.put(_url(loc), json=loc, headers=hdr("token-a"))
+    old = dict(loc, name="old", last_updated="2000-01-01T00:00:00Z")
+    assert "newer" in api.put(_url(loc), json=old, headers=hdr("token-a")).json()["status_message"]
+    assert [e["DetailType"] for e in memory_store.published] == ["ocpi.received.put"]
