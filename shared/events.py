@@ -11,12 +11,16 @@ Into us (the operator's back office publishes these; the ingest function stores 
 
 Out of us (the operator's systems and our push pipeline subscribe):
 - source `ocpi.endpoint`, detail-type `ocpi.received.<action>` (put, patch, delete) for a change a
-  partner pushed to one of our receiver interfaces, and `ocpi.own.changed` once an own object
-  was stored. Detail: `{"module", "action", "country_code", "party_id", "id", ["evse_uid",
-  "connector_id", "type"], "partner_id" (received only), "last_updated", "object" (put) |
-  "fields" (patch)}`. A CDR a partner POSTs is `ocpi.received.put` (CDRs are only ever created);
-  a CDR POST replayed with identical content (the partner missed our answer) is announced again:
-  consumers key CDRs by (country_code, party_id, id).
+  partner pushed to one of our receiver interfaces. Detail: `{"module", "action", "country_code",
+  "party_id", "id", ["evse_uid", "connector_id", "type"], "partner_id", "last_updated", "object"
+  (put) | "fields" (patch)}`. A CDR a partner POSTs is `ocpi.received.put` (CDRs are only ever
+  created); a CDR POST replayed with identical content (the partner missed our answer) is announced
+  again: consumers key CDRs by (country_code, party_id, id).
+- source `ocpi.endpoint`, detail-type `ocpi.own.changed` once an own object was stored (the push
+  pipeline's input, shared/services/push.py). Detail: `{"module", "action", "country_code",
+  "party_id", "id", ["evse_uid", "connector_id", "type"], "last_updated", ["fields": [names the
+  patch changed]], ["to_country_code", "to_party_id": the eMSP party of a session's or CDR's
+  token]}`: ids only, never the object (read it from the table).
 - source `ocpi.endpoint`, detail-type `ocpi.own.charging_preferences`: an eMSP set a driver's
   ChargingPreferences on one of our sessions (mod_sessions, Sender PUT), for the back office to act
   on. Detail: `{"module": "sessions", "country_code", "party_id", "id", "partner_id",

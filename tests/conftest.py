@@ -29,6 +29,7 @@ os.environ.pop("AWS_PROFILE", None)
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     from shared import auth, config, events, store
+    from shared.services import push
 
     for var in list(os.environ):
         if var.startswith("OCPI_") and var != "OCPI_SPEC_DIR":
@@ -40,11 +41,13 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     auth.clear_cache()
     store.reset_store()
     events.reset()
+    push.reset()
     yield
     config.reset_settings()
     auth.clear_cache()
     store.reset_store()
     events.reset()
+    push.reset()
 
 
 @pytest.fixture

@@ -11,6 +11,9 @@ Detail schema:
   - the same with `"evse_uid"` too, the object being a Connector -> one connector (its id from the
     object);
   - `{"module": "tariffs", "object": Tariff}`;
+  - a whole location or a tariff may carry `"push_to": ["CC*PID", ...]`: only these eMSP parties
+    of our partners receive it by push (shared/services/push.py; absent = every entitled partner;
+    the next PUT without it lifts the limit);
   - `{"module": "tokens", "object": Token, ["authorization": {...}]}`: the authorization policy
     metadata of shared/services/tokens.py (valid_until, no_credit, allowed_location_ids);
   - `{"module": "sessions", "object": Session}` -> the whole session (its `charging_periods`
@@ -44,6 +47,7 @@ Pure logic: no Powertools, no FastAPI (beyond what the shared services import).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +83,7 @@ class Command:
     payload: dict[str, Any] = field(default_factory=dict)  # the object (put) or the fields (patch)
     authorization: dict[str, Any] | None = None
     last_updated: str | None = None  # delete only
+    push_to: tuple[str, ...] | None = None  # whole locations and tariffs only
 
     @property
     def level(self) -> str:
@@ -168,6 +173,7 @@ def _parse_put(module: str, detail: dict[str, Any]) -> Command:
         return Command("put", module, cc, pid, location_id, evse_uid, _text(obj, "id"), payload=obj)
     if module == "locations" and detail.get("evse_uid") not in (None, ""):
         raise InvalidParameters("Invalid or missing parameters: evse_uid needs location_id")
+    push_to = _push_to(detail) if module in ("locations", "tariffs") else None
     kind = _kind(module)
     authorization = detail.get("authorization")
     if module == "tokens" and authorization is not None and not isinstance(authorization, dict):
@@ -186,7 +192,24 @@ def _parse_put(module: str, detail: dict[str, Any]) -> Command:
         token_type=_text(obj, "type", required=False) if module == "tokens" else None,
         payload=obj,
         authorization=authorization if module == "tokens" else None,
+        push_to=push_to,
     )
+
+
+_PARTY_KEY = re.compile(r"^[A-Z]{2}\*[A-Z0-9]{3}$")
+
+
+def _push_to(detail: dict[str, Any]) -> tuple[str, ...] | None:
+    value = detail.get("push_to")
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidParameters("Invalid or missing parameters: push_to must be a list of \"CC*PID\" strings")
+    keys_ = tuple(dict.fromkeys(v.strip().upper() for v in value))
+    bad = [k for k in keys_ if not _PARTY_KEY.match(k)]
+    if bad:
+        raise InvalidParameters(f"Invalid or missing parameters: push_to entry {bad[0][:16]!r} is not CC*PID")
+    return keys_
 
 
 def _parse_patch(module: str, detail: dict[str, Any]) -> Command:
@@ -272,7 +295,7 @@ def execute(store: Any, cmd: Command) -> Outcome:
     if cmd.module == "tariffs":
         if cmd.action == "delete":
             return _delete_tariff(store, cmd)
-        return objects.put_own(store, tariffs.KIND, cmd.payload)
+        return objects.put_own(store, tariffs.KIND, cmd.payload, meta=_push_meta(cmd))
     if cmd.module == "sessions":
         cc, pid, sid = cmd.country_code, cmd.party_id, cmd.object_id
         if cmd.action == "put":
@@ -285,12 +308,16 @@ def execute(store: Any, cmd: Command) -> Outcome:
     return _patch_token(store, cmd)
 
 
+def _push_meta(cmd: Command) -> dict[str, Any] | None:
+    return {"push_to": list(cmd.push_to)} if cmd.push_to is not None else None
+
+
 def _locations(store: Any, cmd: Command) -> Outcome:
     cc, pid, lid, e, c = cmd.country_code, cmd.party_id, cmd.object_id, cmd.evse_uid, cmd.connector_id
     level = cmd.level
     if cmd.action == "put":
         if level == "location":
-            return locations.put_location(store, None, cc, pid, lid, cmd.payload)
+            return locations.put_location(store, None, cc, pid, lid, cmd.payload, meta=_push_meta(cmd))
         if level == "evse":
             return locations.put_evse(store, None, cc, pid, lid, e, cmd.payload)
         return locations.put_connector(store, None, cc, pid, lid, e, c, cmd.payload)

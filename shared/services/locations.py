@@ -91,7 +91,16 @@ def _ref(who: Caller | None, cc: str, pid: str, location_id: str) -> tuple[Objec
 
 
 # ------------------------------------------------------------------ writes
-def put_location(store: Any, who: Caller | None, cc: str, pid: str, location_id: str, raw: Any) -> Outcome:
+def put_location(
+    store: Any,
+    who: Caller | None,
+    cc: str,
+    pid: str,
+    location_id: str,
+    raw: Any,
+    meta: dict[str, Any] | None = None,
+) -> Outcome:
+    """PUT a whole location; ``meta``: extra metadata of our own (e.g. `push_to`, ingest)."""
     ref, collection = _ref(who, cc, pid, location_id)
     loc = validate(Location, raw)
     body = loc.to_json_dict()
@@ -99,7 +108,7 @@ def put_location(store: Any, who: Caller | None, cc: str, pid: str, location_id:
     check_same("party_id", body["party_id"], ref.party_id)
     check_same("id", body["id"], ref.object_id)
     header, children, has_evses = _split(body)
-    meta = {"evses": has_evses, **(objects.received_meta(who) if who else {})}
+    meta = {**(meta or {}), "evses": has_evses, **(objects.received_meta(who) if who else {})}
     result = store.put(
         ref,
         header,

@@ -171,6 +171,9 @@ def publish_received(
 
 
 def publish_own(kind: ObjectKind, action: str, ref: ObjectRef, payload: dict[str, Any], **ids: str) -> None:
+    """`ocpi.own.changed` (shared/events.py): a patch names the fields it changed (`fields`, names
+    only), an object that carries a `cdr_token` names its eMSP party (`to_country_code`,
+    `to_party_id`): what the push fan-out needs without reading the object."""
     detail = {
         "module": kind.module,
         "action": action,
@@ -181,6 +184,12 @@ def publish_own(kind: ObjectKind, action: str, ref: ObjectRef, payload: dict[str
         **ids,
         "last_updated": payload.get("last_updated"),
     }
+    if action == "patch":
+        detail["fields"] = sorted(payload)
+    token = payload.get("cdr_token")
+    if isinstance(token, dict) and token.get("country_code") and token.get("party_id"):
+        detail["to_country_code"] = str(token["country_code"]).upper()
+        detail["to_party_id"] = str(token["party_id"]).upper()
     events.publish(events.OWN_CHANGED, detail)
 
 

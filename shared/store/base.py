@@ -243,3 +243,41 @@ class PartnerStore(Protocol):
         ...
 
     def release_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> None: ...
+
+
+# ------------------------------------------------------------------ push state (shared/services/push.py)
+@dataclass
+class PushState:
+    """What we know about pushing one own object to partners (one item per object, beside it).
+
+    ``seq`` counts the object's changes the fan-out saw; ``change`` describes the latest one;
+    ``inflight[partner]`` is the epoch second a delivery message for that partner was queued (at most
+    one at a time per partner and object: later changes only raise ``seq``); ``acked[partner]`` is the
+    ``seq`` the partner is known to hold (its last successful delivery read the object after it)."""
+
+    seq: int = 0
+    change: dict[str, Any] | None = None
+    inflight: dict[str, int] = field(default_factory=dict)
+    acked: dict[str, int] = field(default_factory=dict)
+
+
+class PushStore(Protocol):
+    def push_mark(
+        self, ref: ObjectRef, partners: Sequence[str], change: dict[str, Any], now: int, lease: int
+    ) -> tuple[int, list[str]]:
+        """Count one change (``seq + 1``, ``change`` replaced) and mark a delivery in flight for each
+        partner; returns the new ``seq`` and the partners that had none in flight (or one older than
+        ``lease`` seconds, presumed lost): only those need a new delivery message."""
+        ...
+
+    def push_state(self, ref: ObjectRef) -> PushState: ...
+
+    def push_ack(self, ref: ObjectRef, partner: str, seq: int) -> bool:
+        """A delivery that read the object at ``seq`` succeeded: the partner holds ``seq``. Clears the
+        in-flight mark and returns True if no change came since; else keeps the mark (a follow-up
+        delivery is needed) and returns False."""
+        ...
+
+    def push_release(self, ref: ObjectRef, partner: str) -> None:
+        """Forget the in-flight mark (a delivery given up or skipped): the next change queues anew."""
+        ...

@@ -26,6 +26,7 @@ from shared.store.base import (
     ObjectMissing,
     ObjectRef,
     Page,
+    PushState,
     StoredObject,
     TokenRecord,
     WriteResult,
@@ -59,6 +60,14 @@ def _code(err: BotoClientError) -> str:
 def _raise_throttle(err: BotoClientError) -> None:
     if _code(err) in _THROTTLE:
         raise ServiceUnavailable("Storage is busy, retry later") from err
+
+
+# Partners per UpdateItem of push_mark (the expression stays far below DynamoDB's 4 KB).
+_MARK_CHUNK = 60
+
+
+def _push_key(ref: ObjectRef) -> dict[str, dict]:
+    return {"PK": {"S": keys.object_pk(ref)}, "SK": {"S": keys.PUSH_SK}}
 
 
 class DynamoStore:
@@ -126,6 +135,12 @@ class DynamoStore:
             order=int(it.get("ord", 0)),
             version=it.get("ver", ""),
         )
+
+    def get_header(self, ref: ObjectRef) -> StoredObject | None:
+        """The object without its children: one GetItem (eventually consistent), whatever the
+        number of children."""
+        resp = self._call("get_item", Key={"PK": {"S": keys.object_pk(ref)}, "SK": {"S": keys.HEADER_SK}})
+        return self._stored(ref, _plain(resp["Item"])) if "Item" in resp else None
 
     def get_child(self, ref: ObjectRef, child_id: str) -> Child | None:
         resp = self._call(
@@ -708,6 +723,116 @@ class DynamoStore:
             except BotoClientError as err:
                 if _code(err) != "ConditionalCheckFailedException":
                     raise
+
+    # ------------------------------------------------------------------ push state
+    # One item per own object (PK of the object, SK "Q"), attributes: seq (N), chg (S, JSON of the
+    # latest change), F#{partner} (N: epoch second a delivery was queued), A#{partner} (N: acked seq).
+    def push_mark(
+        self, ref: ObjectRef, partners: Sequence[str], change: dict[str, Any], now: int, lease: int
+    ) -> tuple[int, list[str]]:
+        partners = list(dict.fromkeys(partners))
+        key = _push_key(ref)
+        seq = 0
+        fresh: list[str] = []
+        chunks = [partners[i : i + _MARK_CHUNK] for i in range(0, len(partners), _MARK_CHUNK)] or [[]]
+        for n, chunk in enumerate(chunks):
+            names = {f"#f{i}": f"F#{p}" for i, p in enumerate(chunk)}
+            sets = [f"#f{i} = if_not_exists(#f{i}, :now)" for i in range(len(chunk))]
+            values: dict[str, Any] = {":now": {"N": str(now)}}
+            if n == 0:
+                sets.insert(0, "chg = :c")
+                values[":c"] = {"S": json.dumps(change, sort_keys=True, separators=(",", ":"))}
+                values[":one"] = {"N": "1"}
+                expr = "ADD seq :one SET " + ", ".join(sets)
+            else:
+                expr = "SET " + ", ".join(sets)
+            kwargs: dict[str, Any] = {"ExpressionAttributeNames": names} if names else {}
+            resp = self._call(
+                "update_item",
+                Key=key,
+                UpdateExpression=expr,
+                ExpressionAttributeValues=values,
+                ReturnValues="UPDATED_OLD",
+                **kwargs,
+            )
+            old = _plain(resp.get("Attributes", {}))
+            if n == 0:
+                seq = int(old.get("seq", 0)) + 1
+            for p in chunk:
+                since = old.get(f"F#{p}")
+                if since is None:
+                    fresh.append(p)
+                elif int(since) < now - lease:
+                    # The mark outlived every retry: its message is presumed lost. Renew it (only if
+                    # nobody else did) and queue anew.
+                    try:
+                        self._call(
+                            "update_item",
+                            Key=key,
+                            UpdateExpression="SET #f = :now",
+                            ConditionExpression="#f = :old",
+                            ExpressionAttributeNames={"#f": f"F#{p}"},
+                            ExpressionAttributeValues={":now": {"N": str(now)}, ":old": {"N": str(since)}},
+                        )
+                        fresh.append(p)
+                    except BotoClientError as err:
+                        if _code(err) != "ConditionalCheckFailedException":
+                            raise
+        return seq, fresh
+
+    def push_state(self, ref: ObjectRef) -> PushState:
+        resp = self._call("get_item", Key=_push_key(ref), ConsistentRead=True)
+        it = _plain(resp.get("Item", {}))
+        state = PushState(seq=int(it.get("seq", 0)), change=json.loads(it["chg"]) if it.get("chg") else None)
+        for name, value in it.items():
+            if name.startswith("F#"):
+                state.inflight[name[2:]] = int(value)
+            elif name.startswith("A#"):
+                state.acked[name[2:]] = int(value)
+        return state
+
+    def push_ack(self, ref: ObjectRef, partner: str, seq: int) -> bool:
+        names = {"#a": f"A#{partner}", "#f": f"F#{partner}"}
+        values = {":s": {"N": str(seq)}}
+        try:
+            self._call(
+                "update_item",
+                Key=_push_key(ref),
+                UpdateExpression="SET #a = :s REMOVE #f",
+                ConditionExpression="seq = :s",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+        try:  # changed since the read: the partner holds at least `seq`, the mark stays
+            self._call(
+                "update_item",
+                Key=_push_key(ref),
+                UpdateExpression="SET #a = :s",
+                ConditionExpression="attribute_exists(seq) AND (attribute_not_exists(#a) OR #a < :s)",
+                ExpressionAttributeNames={"#a": names["#a"]},
+                ExpressionAttributeValues=values,
+            )
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+        return False
+
+    def push_release(self, ref: ObjectRef, partner: str) -> None:
+        try:
+            self._call(
+                "update_item",
+                Key=_push_key(ref),
+                UpdateExpression="REMOVE #f",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeNames={"#f": f"F#{partner}"},
+            )
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
 
 
 def encode_cursor(data: dict) -> str:

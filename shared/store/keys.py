@@ -5,6 +5,7 @@
 | object (header) | `O#{module}#{CC}#{PID}#{ID}[#{variant}]` | `H` | `L#{module}#{collection}` | `{lu}#{PK}` |
 | child of an object (EVSE) | same PK as its parent | `C#{child_id}` | - | - |
 | manifest of the children | same PK as its parent | `K` | - | - |
+| push state of an own object | same PK as the object | `Q` | - | - |
 | credentials token (hashed) | `T#{hmac}` | `T` | - | - |
 | partner | `P#{partner_id}` | `P` | `L#partners` | `{partner_id}` |
 | party claim | `R#{ROLE}#{CC}#{PID}` | `R` | - | - |
@@ -17,6 +18,7 @@ from shared.store.base import ObjectRef
 HEADER_SK = "H"
 MANIFEST_SK = "K"  # the list of an object's child keys (for batched loading of listed objects)
 CHILD_PREFIX = "C#"
+PUSH_SK = "Q"  # push state (shared/services/push.py): seq, change, F#{partner} in flight, A#{partner} acked
 
 
 def object_pk(ref: ObjectRef) -> str:

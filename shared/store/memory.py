@@ -22,6 +22,7 @@ from shared.store.base import (
     ObjectMissing,
     ObjectRef,
     Page,
+    PushState,
     StoredObject,
     TokenRecord,
     WriteResult,
@@ -40,6 +41,7 @@ class MemoryStore:
         self.tokens: dict[str, TokenRecord] = {}
         self.partners: dict[str, dict[str, Any]] = {}
         self.parties: dict[tuple[str, str, str], str] = {}
+        self.push: dict[str, PushState] = {}  # object pk -> push state (the `Q` item)
 
     # ------------------------------------------------------------------ objects
     def get(self, ref: ObjectRef) -> StoredObject | None:
@@ -145,6 +147,12 @@ class MemoryStore:
             obj.last_updated = lu
             obj.body["last_updated"] = format_datetime(last_updated)
 
+    def get_header(self, ref: ObjectRef) -> StoredObject | None:
+        obj = self.get(ref)
+        if obj is not None:
+            obj.children = []
+        return obj
+
     def get_child(self, ref: ObjectRef, child_id: str) -> Child | None:
         with self._lock:
             obj = self.objects.get(keys.object_pk(ref))
@@ -210,6 +218,7 @@ class MemoryStore:
     def delete(self, ref: ObjectRef) -> bool:
         with self._lock:
             self.index.pop(keys.object_pk(ref), None)
+            self.push.pop(keys.object_pk(ref), None)  # the whole partition goes, as in DynamoDB
             return self.objects.pop(keys.object_pk(ref), None) is not None
 
     def list(self, q: ListQuery) -> Page:
@@ -310,6 +319,45 @@ class MemoryStore:
                 key = (r.upper(), c.upper(), p.upper())
                 if self.parties.get(key) == partner_id:
                     del self.parties[key]
+
+    # ------------------------------------------------------------------ push state
+    def push_mark(
+        self, ref: ObjectRef, partners: Sequence[str], change: dict[str, Any], now: int, lease: int
+    ) -> tuple[int, list[str]]:
+        with self._lock:
+            state = self.push.setdefault(keys.object_pk(ref), PushState())
+            state.seq += 1
+            state.change = copy.deepcopy(change)
+            fresh = []
+            for p in dict.fromkeys(partners):
+                since = state.inflight.get(p)
+                if since is None or since < now - lease:
+                    state.inflight[p] = now
+                    fresh.append(p)
+            return state.seq, fresh
+
+    def push_state(self, ref: ObjectRef) -> PushState:
+        with self._lock:
+            return copy.deepcopy(self.push.get(keys.object_pk(ref)) or PushState())
+
+    def push_ack(self, ref: ObjectRef, partner: str, seq: int) -> bool:
+        with self._lock:
+            state = self.push.get(keys.object_pk(ref))
+            if state is None:
+                return False
+            if state.seq == seq:
+                state.acked[partner] = seq
+                state.inflight.pop(partner, None)
+                return True
+            if state.acked.get(partner, -1) < seq:
+                state.acked[partner] = seq
+            return False
+
+    def push_release(self, ref: ObjectRef, partner: str) -> None:
+        with self._lock:
+            state = self.push.get(keys.object_pk(ref))
+            if state is not None:
+                state.inflight.pop(partner, None)
 
 
 def _apply(body: dict[str, Any], fields: dict[str, Any]) -> None:

@@ -57,10 +57,13 @@ def handler_for(function_dir: str):
 
 
 @pytest.mark.parametrize("event_file", EVENTS, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_sample_event(event_file: Path, dynamo_store, monkeypatch) -> None:
+def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
     from shared import config
 
     event = json.loads(event_file.read_text())
+    if event_file.parent.name.startswith("push_"):
+        check_push_event(event_file, event, dynamo_store, aws, monkeypatch)
+        return
     if event_file.parent.name in BACKGROUND or "Records" in event:
         check_background_event(event_file, event, dynamo_store)
         return
@@ -142,3 +145,39 @@ def check_background_event(event_file: Path, event: dict, store) -> None:
             kind = {"tariffs": tariffs.KIND, "tokens": tokens.KIND}[cmd.module]
             got = objects.get_own(store, kind, cmd.object_id, cmd.token_type or "").body
         assert got["last_updated"] == cmd.payload["last_updated"]
+
+
+PUSH_PARTNER = "9b2f6a4e-0c1d-4e2f-8a3b-4c5d6e7f8091"
+
+
+def check_push_event(event_file: Path, event: dict, store, aws: dict, monkeypatch) -> None:
+    """Push functions: a partial batch response with no failures; the fan-out queues one delivery per
+    record for a registered eMSP partner entitled to it (poison: none); a delivery for a partner we
+    do not know is skipped, not retried."""
+    import boto3
+
+    monkeypatch.setenv("OCPI_PUSH_QUEUE_URL", aws["PushDeliveryQueue"])
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    if event_file.parent.name == "push_fanout":
+        eps = [
+            {"identifier": m, "role": "RECEIVER", "url": f"https://emsp.test/ocpi/2.2.1/{m}"}
+            for m in ("locations", "sessions", "cdrs")
+        ]
+        store.put_partner(
+            {
+                "partner_id": PUSH_PARTNER,
+                "status": "REGISTERED",
+                "outbound_token": "token-for-partner",
+                "roles": [{"role": "EMSP", "country_code": "DE", "party_id": "MSP"}],
+                "endpoints": eps,
+            }
+        )
+    result = handler_for(event_file.parent.name)(event, Context())
+    assert result == {"batchItemFailures": []}, result
+    got = sqs.receive_message(QueueUrl=aws["PushDeliveryQueue"], MaxNumberOfMessages=10).get("Messages", [])
+    if event_file.parent.name == "push_delivery" or "poison" in event_file.name:
+        assert got == []
+        return
+    bodies = [json.loads(m["Body"]) for m in got]
+    assert len(bodies) == len(event["Records"])
+    assert {b["partner_id"] for b in bodies} == {PUSH_PARTNER}

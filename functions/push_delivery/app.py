@@ -1,0 +1,113 @@
+"""Push delivery function: brings one partner up to date with one of our objects per message.
+
+Path: SQS PushDeliveryQueue (from the fan-out function, shared/services/push.py) -> this function
+(batches, ReportBatchItemFailures) -> the partner's receiver interface (PUT/PATCH/POST/DELETE).
+
+- Records of one batch run concurrently (Powertools AsyncBatchProcessor; the blocking HTTP call in
+  a worker thread), serialised per partner: a slow or dead partner holds up only its own records.
+- A failed delivery is reported in `batchItemFailures` after its visibility timeout was set to the
+  backoff of its attempt (30 s, 60 s, ... capped): SQS brings it back then. After
+  OCPI_PUSH_MAX_ATTEMPTS receives (= maxReceiveCount) SQS moves it to PushDeliveryDeadLetterQueue
+  (alarmed; `ocpi-admin push dlq` / `push replay`); its in-flight mark is dropped on the last
+  attempt so the object's next change is queued afresh.
+- A malformed message cannot get better: logged at error, dropped.
+
+A background function: no FastAPI app, no HTTP server. Never logs token uids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import Any
+
+from aws_lambda_powertools import Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.batch import (
+    AsyncBatchProcessor,
+    EventType,
+    async_process_partial_response,
+)
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+from shared.logs import logger
+from shared.services import push
+from shared.store import get_store
+
+metrics = Metrics(namespace="OCPI")
+
+
+class _Batch:
+    """Per invocation: one partner read per partner, one lock per partner (order within a partner)."""
+
+    def __init__(self) -> None:
+        self.store = get_store()
+        self.settings = push.PushSettings.from_env()
+        self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._partners: dict[str, dict[str, Any] | None] = {}
+
+    def partner(self, partner_id: str) -> dict[str, Any] | None:
+        if partner_id not in self._partners:
+            self._partners[partner_id] = self.store.get_partner(partner_id)
+        return self._partners[partner_id]
+
+    def deliver(self, delivery: push.Delivery) -> str:
+        return push.deliver(self.store, delivery, self.partner(delivery.partner_id), self.settings)
+
+
+def _metric(name: str, value: int = 1) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+async def record_handler(record: SQSRecord, batch: _Batch) -> str:
+    try:
+        delivery = push.Delivery.from_message(record.body)
+    except ValueError as err:
+        logger.error(
+            "push delivery: malformed message dropped",
+            extra={"message_id": record.message_id, "error": str(err)},
+        )
+        _metric("PushRejected")
+        return "rejected"
+    attempt = int(record.attributes.approximate_receive_count or 1)
+    async with batch.locks[delivery.partner_id]:
+        try:
+            label = await asyncio.to_thread(batch.deliver, delivery)
+        except push.PushFailed as err:
+            last = attempt >= batch.settings.max_attempts
+            extra = {
+                **delivery.log_fields(),
+                "attempt": attempt,
+                "error": err.message,
+                "status_code": err.status_code,
+            }
+            if last:
+                await asyncio.to_thread(push.give_up, batch.store, delivery)
+                logger.error("push delivery failed for the last time: to the dead-letter queue", extra=extra)
+                _metric("PushDeadLettered")
+            else:
+                delay = batch.settings.backoff(attempt)
+                try:
+                    await asyncio.to_thread(push.delay, record.receipt_handle, delay)
+                except Exception as verr:  # the default visibility timeout applies then
+                    logger.warning("push delivery: backoff not set", extra={"error": str(verr)[:200]})
+                logger.warning("push delivery failed, will be retried", extra={**extra, "retry_in_s": delay})
+                _metric("PushRetried")
+            raise
+    logger.info("push delivered", extra={**delivery.log_fields(), "outcome": label, "attempt": attempt})
+    _metric(f"Push{label.capitalize()}")
+    return label
+
+
+@metrics.log_metrics
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    batch = _Batch()
+    processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    async def handle(record: SQSRecord) -> str:
+        return await record_handler(record, batch)
+
+    return async_process_partial_response(
+        event=event, record_handler=handle, processor=processor, context=context
+    )
