@@ -81,18 +81,20 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
                 "error": err.message,
                 "status_code": err.status_code,
             }
+            # The last attempt: visible again at once, so the next receive moves it to the DLQ now
+            # (not after the queue's 6-minute visibility timeout).
+            delay = 0 if last else batch.settings.backoff(attempt)
             if last:
                 await asyncio.to_thread(push.give_up, batch.store, delivery)
                 logger.error("push delivery failed for the last time: to the dead-letter queue", extra=extra)
                 _metric("PushDeadLettered")
             else:
-                delay = batch.settings.backoff(attempt)
-                try:
-                    await asyncio.to_thread(push.delay, record.receipt_handle, delay)
-                except Exception as verr:  # the default visibility timeout applies then
-                    logger.warning("push delivery: backoff not set", extra={"error": str(verr)[:200]})
                 logger.warning("push delivery failed, will be retried", extra={**extra, "retry_in_s": delay})
                 _metric("PushRetried")
+            try:
+                await asyncio.to_thread(push.delay, record.receipt_handle, delay)
+            except Exception as verr:  # the queue's visibility timeout applies then
+                logger.warning("push delivery: backoff not set", extra={"error": str(verr)[:200]})
             raise
     logger.info("push delivered", extra={**delivery.log_fields(), "outcome": label, "attempt": attempt})
     _metric(f"Push{label.capitalize()}")

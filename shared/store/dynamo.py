@@ -752,7 +752,7 @@ class DynamoStore:
                 Key=key,
                 UpdateExpression=expr,
                 ExpressionAttributeValues=values,
-                ReturnValues="UPDATED_OLD",
+                ReturnValues="ALL_OLD",  # unambiguous: every F# as it was (unchanged ones too)
                 **kwargs,
             )
             old = _plain(resp.get("Attributes", {}))
