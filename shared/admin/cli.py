@@ -18,6 +18,9 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin publish --patch --module M --file FIELDS.json --country-code CC --party-id PID
         --id ID [--evse-uid E [--connector-id C]] [--type RFID]
     ocpi-admin publish --delete --module tariffs --country-code CC --party-id PID --id ID
+    ocpi-admin push dlq                            # pushes that failed every attempt
+    ocpi-admin push replay [--partner P] [--message-id ID ...]  # back to the delivery queue
+    ocpi-admin push resync PARTNER_ID [--module M] # queue a PUT of every object it is entitled to
 """
 
 from __future__ import annotations
@@ -271,6 +274,34 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from shared.services import push
+
+    if args.action == "dlq":
+        rows = push.dlq_list()
+    elif args.action == "replay":
+        rows = push.dlq_replay(args.partner, args.message_id)
+    else:
+        if not args.partner_id:
+            raise SystemExit("error: push resync needs a PARTNER_ID")
+        partner = _store().get_partner(args.partner_id)
+        if not partner:
+            raise SystemExit(f"error: unknown partner {args.partner_id}")
+        counts = push.resync(_store(), partner, [args.module] if args.module else None)
+        print(json.dumps(counts) if args.json else ", ".join(f"{m}: {n}" for m, n in counts.items()))
+        return EXIT_OK
+    if args.json:
+        print(json.dumps(rows))
+        return EXIT_OK
+    verb = "replayed" if args.action == "replay" else "dead-lettered"
+    print(f"{len(rows)} {verb}")
+    for r in rows:
+        what = " ".join(f"{k}={r[k]}" for k in ("partner_id", "ocpi_module", "party", "object_id") if k in r)
+        since = r.get("first_sent_at", "?")
+        print(f"  {r['message_id']}  {what}  receives={r.get('receive_count')}  since={since}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocpi-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -337,6 +368,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--location-id")
     p.add_argument("--evse-uid", action="append")
     p.set_defaults(func=cmd_authorize)
+
+    p = sub.add_parser("push", help="push pipeline: dead-letter queue, replay, resync")
+    p.add_argument("action", choices=["dlq", "replay", "resync"])
+    p.add_argument("partner_id", nargs="?", help="resync: the partner")
+    p.add_argument("--partner", help="replay: only this partner's deliveries")
+    p.add_argument("--message-id", action="append", help="replay: only these messages")
+    p.add_argument("--module", choices=list(MODULES), help="resync: only this module")
+    p.set_defaults(func=cmd_push)
 
     for sp in sub.choices.values():
         sp.add_argument("--json", action="store_true", help="machine-readable output")

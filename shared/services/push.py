@@ -639,3 +639,75 @@ def resync(
                 cursor, offset = page.next_cursor, page.next_offset
         counts[module] = queued
     return counts
+
+
+# ------------------------------------------------------------------ dead-letter queue (ocpi-admin push)
+def dlq_url() -> str:
+    url = os.environ.get("OCPI_PUSH_DLQ_URL", "")
+    if not url:
+        raise RuntimeError("OCPI_PUSH_DLQ_URL is not set (the stack's PushDeadLetterQueueUrl output)")
+    return url
+
+
+def _dlq_messages(hold_seconds: int) -> Iterable[dict[str, Any]]:
+    """Every message of the DLQ once (each is hidden for ``hold_seconds`` after it was read)."""
+    seen: set[str] = set()
+    while True:
+        got = (
+            _sqs()
+            .receive_message(
+                QueueUrl=dlq_url(),
+                MaxNumberOfMessages=10,
+                VisibilityTimeout=hold_seconds,
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
+            )
+            .get("Messages", [])
+        )
+        fresh = [m for m in got if m["MessageId"] not in seen]
+        if not fresh:
+            return
+        for m in fresh:
+            seen.add(m["MessageId"])
+            yield m
+
+
+def _describe(message: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {"message_id": message["MessageId"]}
+    try:
+        out.update(Delivery.from_message(message["Body"]).log_fields())
+    except ValueError:
+        out["error"] = "not a delivery message"
+    attrs = message.get("Attributes") or {}
+    out["receive_count"] = int(attrs.get("ApproximateReceiveCount", 0))
+    if attrs.get("SentTimestamp"):
+        out["first_sent_at"] = time.strftime(
+            "%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(attrs["SentTimestamp"]) / 1000)
+        )
+    return out
+
+
+def dlq_list() -> list[dict[str, Any]]:
+    """What is in the push dead-letter queue (partner, module, object; never token uids). Listing
+    hides each message for a few seconds (SQS has no peek)."""
+    return [_describe(m) for m in _dlq_messages(hold_seconds=5)]
+
+
+def dlq_replay(
+    partner_id: str | None = None, message_ids: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """Move dead-lettered deliveries back to the delivery queue (all, or those of one partner, or the
+    given message ids) and return them. A replayed delivery reads the object as it is now: replaying
+    an old message never sends an old state."""
+    wanted = set(message_ids or [])
+    moved: list[dict[str, Any]] = []
+    for m in _dlq_messages(hold_seconds=60):
+        info = _describe(m)
+        if wanted and m["MessageId"] not in wanted:
+            continue
+        if partner_id and info.get("partner_id") != partner_id:
+            continue
+        _sqs().send_message(QueueUrl=queue_url(), MessageBody=m["Body"])
+        _sqs().delete_message(QueueUrl=dlq_url(), ReceiptHandle=m["ReceiptHandle"])
+        moved.append(info)
+    return moved

@@ -161,3 +161,44 @@ def test_a_slow_partner_does_not_hold_up_the_others(env) -> None:
         first_slow = min(r["at"] for r in slow.calls())
         assert max(r["at"] for r in fast.calls()) < first_slow + 1.0
         assert elapsed < 4 * 1.0 + 2  # the slow partner's 4 timeouts run one after another, at most
+
+
+def test_admin_lists_and_replays_the_dead_letter_queue(env, monkeypatch, capsys) -> None:
+    from shared.admin import cli
+
+    store, aws, sqs = env["store"], env["aws"], env["sqs"]
+    monkeypatch.setenv("OCPI_PUSH_DLQ_URL", aws["PushDeliveryDeadLetterQueue"])
+    with ReceiverStub() as stub:
+        store.put_partner(partner("emsp", "EMSP", "DE", "ABC", stub))
+        ingest.apply(store, events.OWN_PUT, {"module": "locations", "object": location()})
+        token = push.Delivery("emsp", "tokens", "NL", "MSP", "SECRETUID0042", "RFID")
+        loc = push.Delivery("emsp", "locations", "NL", "CPO", "LOC1")
+        for d in (loc, token):  # as SQS moves them after the last attempt
+            sqs.send_message(QueueUrl=aws["PushDeliveryDeadLetterQueue"], MessageBody=d.to_message())
+        assert cli.main(["push", "dlq", "--json"]) == 0
+        rows = json.loads(capsys.readouterr().out)
+        assert sorted(r["ocpi_module"] for r in rows) == ["locations", "tokens"]
+        assert "SECRETUID0042" not in json.dumps(rows)  # never a token uid
+        time.sleep(5.2)  # listing hid them for 5 s
+        assert (
+            cli.main(
+                [
+                    "push",
+                    "replay",
+                    "--message-id",
+                    next(r["message_id"] for r in rows if r["ocpi_module"] == "locations"),
+                    "--json",
+                ]
+            )
+            == 0
+        )
+        assert len(json.loads(capsys.readouterr().out)) == 1
+        msgs = receive(sqs, aws["PushDeliveryQueue"])
+        assert [json.loads(m["Body"])["id"] for m in msgs] == ["LOC1"]
+        result = handler("push_delivery")(sqs_event(msgs, env["arn"](aws["PushDeliveryQueue"])), Context())
+        assert result == {"batchItemFailures": []}
+        assert stub.get("locations/NL/CPO/LOC1")["id"] == "LOC1"
+        # resync: everything the partner is entitled to, queued again
+        capsys.readouterr()  # the handler's own log lines
+        assert cli.main(["push", "resync", "emsp", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out.strip().splitlines()[-1])["locations"] == 1
