@@ -96,6 +96,12 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
             except Exception as verr:  # the queue's visibility timeout applies then
                 logger.warning("push delivery: backoff not set", extra={"error": str(verr)[:200]})
             raise
+        except Exception:  # storage trouble and the like: SQS retries after the visibility timeout
+            logger.exception(
+                "push delivery failed unexpectedly", extra={**delivery.log_fields(), "attempt": attempt}
+            )
+            _metric("PushErrors")
+            raise
     logger.info("push delivered", extra={**delivery.log_fields(), "outcome": label, "attempt": attempt})
     _metric(f"Push{label.capitalize()}")
     return label
