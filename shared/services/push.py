@@ -650,7 +650,8 @@ def dlq_url() -> str:
 
 
 def _dlq_messages(hold_seconds: int) -> Iterable[dict[str, Any]]:
-    """Every message of the DLQ once (each is hidden for ``hold_seconds`` after it was read)."""
+    """Every message of the DLQ once (each is hidden for ``hold_seconds`` after it was read). Long
+    polls (1 s) so an empty answer means an empty queue, not an unlucky short poll."""
     seen: set[str] = set()
     while True:
         got = (
@@ -660,7 +661,7 @@ def _dlq_messages(hold_seconds: int) -> Iterable[dict[str, Any]]:
                 MaxNumberOfMessages=10,
                 VisibilityTimeout=hold_seconds,
                 AttributeNames=["All"],
-                WaitTimeSeconds=0,
+                WaitTimeSeconds=1,
             )
             .get("Messages", [])
         )
@@ -687,10 +688,24 @@ def _describe(message: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _release(messages: list[dict[str, Any]]) -> None:
+    """Make messages read from the DLQ visible again at once (SQS has no peek)."""
+    for m in messages:
+        try:
+            _sqs().change_message_visibility(
+                QueueUrl=dlq_url(), ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0
+            )
+        except Exception as err:  # it reappears after the hold anyway
+            logger.warning("push dlq: visibility not reset", extra={"error": str(err)[:200]})
+
+
 def dlq_list() -> list[dict[str, Any]]:
-    """What is in the push dead-letter queue (partner, module, object; never token uids). Listing
-    hides each message for a few seconds (SQS has no peek)."""
-    return [_describe(m) for m in _dlq_messages(hold_seconds=5)]
+    """What is in the push dead-letter queue (partner, module, object; never token uids).
+    ``receive_count`` is SQS's count: the delivery attempts plus every listing. Each message is
+    hidden while the whole queue is read, then visible again at once."""
+    messages = list(_dlq_messages(hold_seconds=30))
+    _release(messages)
+    return [_describe(m) for m in messages]
 
 
 def dlq_replay(
@@ -701,13 +716,14 @@ def dlq_replay(
     an old message never sends an old state."""
     wanted = set(message_ids or [])
     moved: list[dict[str, Any]] = []
+    kept: list[dict[str, Any]] = []
     for m in _dlq_messages(hold_seconds=60):
         info = _describe(m)
-        if wanted and m["MessageId"] not in wanted:
-            continue
-        if partner_id and info.get("partner_id") != partner_id:
+        if (wanted and m["MessageId"] not in wanted) or (partner_id and info.get("partner_id") != partner_id):
+            kept.append(m)  # hidden until the scan ends, so the scan sees every message once
             continue
         _sqs().send_message(QueueUrl=queue_url(), MessageBody=m["Body"])
         _sqs().delete_message(QueueUrl=dlq_url(), ReceiptHandle=m["ReceiptHandle"])
         moved.append(info)
+    _release(kept)
     return moved

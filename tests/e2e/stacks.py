@@ -1,16 +1,23 @@
 """Start and stop whole local stacks (`python -m shared.local.stack`) as separate processes, and
-run ocpi-admin against one of them, for end-to-end tests over real HTTP on loopback."""
+run ocpi-admin against one of them, for end-to-end tests over real HTTP on loopback. Also: the
+stack's AWS (moto) seen from the test (back-office events, queue depths), and a counting proxy
+that can play an unreachable partner."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -121,6 +128,176 @@ class LocalStack:
             TableName=env["OCPI_TABLE_NAME"], Key={"PK": {"S": f"P#{partner_id}"}, "SK": {"S": "P"}}
         )
         return {k: TypeDeserializer().deserialize(v) for k, v in item["Item"].items()}["data"]
+
+    # ------------------------------------------------------------------ the stack's AWS (moto)
+    def exports(self) -> dict[str, str]:
+        """The variables of the stack's env file (`.local/<name>.env`): table, bus, queue URLs, ..."""
+        out: dict[str, str] = {}
+        for line in self.env_file.read_text().splitlines():
+            if line.startswith("export "):
+                key, _, value = line.removeprefix("export ").partition("=")
+                out[key] = (shlex.split(value) or [""])[0]
+        return out
+
+    def aws(self, service: str) -> Any:
+        """A boto3 client of this stack's moto (one per service, reused)."""
+        import boto3
+
+        clients = self.__dict__.setdefault("_aws_clients", {})
+        if service not in clients:
+            clients[service] = boto3.client(
+                service,
+                endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+                region_name=self.exports().get("AWS_DEFAULT_REGION", "eu-west-1"),
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+        return clients[service]
+
+    def put_events(self, detail_type: str, details: list[dict[str, Any]]) -> None:
+        """Back-office events (source `ocpi.backoffice`) on the stack's bus, 10 per PutEvents."""
+        bus = self.exports()["OCPI_EVENT_BUS_NAME"]
+        for i in range(0, len(details), 10):
+            entries = [
+                {
+                    "Source": "ocpi.backoffice",
+                    "DetailType": detail_type,
+                    "Detail": json.dumps(detail),
+                    "EventBusName": bus,
+                }
+                for detail in details[i : i + 10]
+            ]
+            resp = self.aws("events").put_events(Entries=entries)
+            if resp.get("FailedEntryCount"):
+                raise AssertionError(f"PutEvents failed: {resp['Entries']}")
+
+    def queue_url(self, logical_id: str) -> str:
+        """URL of a template queue (local name `<stack name>-<logical id>`)."""
+        urls = self.__dict__.setdefault("_queue_urls", {})
+        if logical_id not in urls:
+            urls[logical_id] = self.aws("sqs").get_queue_url(QueueName=f"{self.name}-{logical_id}")[
+                "QueueUrl"
+            ]
+        return urls[logical_id]
+
+    def queue_depth(self, logical_id: str) -> int:
+        """Messages in a template queue: visible + in flight (being handled or backing off) + delayed."""
+        attrs = self.aws("sqs").get_queue_attributes(
+            QueueUrl=self.queue_url(logical_id),
+            AttributeNames=[
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            ],
+        )["Attributes"]
+        return sum(int(v) for v in attrs.values())
+
+    def drained(self, *logical_ids: str) -> bool:
+        """True when every queue named is empty, checked in the order given (upstream first)."""
+        return all(self.queue_depth(q) == 0 for q in logical_ids)
+
+    # ------------------------------------------------------------------ freeze (a dead partner)
+    def pause(self) -> None:
+        """SIGSTOP: the whole stack (API, pollers, its moto) stops answering."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT (harmless when not paused; call it before stop())."""
+        if self.proc is not None and self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGCONT)
+
+
+def start_all(*stacks: LocalStack, timeout: float = 90) -> None:
+    """Start several stacks at once (each `start()` in its own thread); raises the first failure."""
+    with ThreadPoolExecutor(len(stacks)) as pool:
+        for future in [pool.submit(stack.start, timeout) for stack in stacks]:
+            future.result()
+
+
+class CountingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of one local port (`target_port`, may be set after the
+    proxy exists: its URL is what the stack behind it advertises): forwards every request and
+    records `(method, path, status)` in `records`. With `down` set it closes each connection without
+    answering or forwarding (recorded with status 0): the partner behind it is unreachable. Use as a
+    context manager."""
+
+    _HOP = frozenset(
+        {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "trailer"}
+    )
+
+    def __init__(self, target_port: int | None = None) -> None:
+        self.target_port = target_port
+        self.down = False
+        self.records: list[tuple[str, str, int]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def mark(self) -> int:
+        """A position in `records`: `since(mark)` returns what came after it."""
+        with self._lock:
+            return len(self.records)
+
+    def since(self, mark: int = 0) -> list[tuple[str, str, int]]:
+        with self._lock:
+            return list(self.records[mark:])
+
+    def _record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.records.append((method, path, status))
+
+    def __enter__(self) -> CountingProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else None
+                self.close_connection = True
+                if proxy.down or proxy.target_port is None:
+                    proxy._record(self.command, self.path, 0)
+                    return  # no answer: the connection closes
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in proxy._HOP}
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.target_port, timeout=30)
+                try:
+                    conn.request(self.command, self.path, body=body, headers=headers)
+                    resp = conn.getresponse()
+                    data = resp.read()
+                except OSError:
+                    proxy._record(self.command, self.path, 0)
+                    return
+                finally:
+                    conn.close()
+                proxy._record(self.command, self.path, resp.status)
+                self.send_response(resp.status)
+                skip = {*proxy._HOP, "content-length", "date", "server"}
+                for key, value in resp.getheaders():
+                    if key.lower() not in skip:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+        return Handler
 
 
 # Shared by the two-party tests: one CPO deployment and one eMSP deployment.
