@@ -73,7 +73,10 @@ def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
         {
             "partner_id": "p1",
             "status": "REGISTERED",
-            "roles": [{"role": "CPO", "country_code": "NL", "party_id": "TNM"}],
+            "roles": [
+                {"role": "CPO", "country_code": "NL", "party_id": "TNM"},
+                {"role": "HUB", "country_code": "NL", "party_id": "HUB"},  # only a hub sends ClientInfo
+            ],
         }
     )
     dynamo_store.put_token(TokenRecord(hash_token("event-sample-token"), "p1", "C"))
@@ -88,8 +91,15 @@ def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
         assert result["statusCode"] == 404 and body["status_code"] == 2003
     elif "unknown_token" in event_file.name:
         assert result["statusCode"] == 404 and body["status_code"] == 2004
-    elif any(k in event_file.name for k in ("unknown_tariff", "unknown_session", "unknown_cdr")):
+    elif any(
+        k in event_file.name
+        for k in ("unknown_tariff", "unknown_session", "unknown_cdr", "unknown_client_info")
+    ):
         assert result["statusCode"] == 404 and body["status_code"] == 2000
+    elif "invalid_parameters" in event_file.name:
+        assert result["statusCode"] == 200 and body["status_code"] == 2001, body
+    elif "put_new" in event_file.name:
+        assert result["statusCode"] == 201 and body["status_code"] == 1000, body
     elif "post_cdr" in event_file.name:
         assert result["statusCode"] == 201 and body["status_code"] == 1000, body
         assert headers["location"].startswith(
