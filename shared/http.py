@@ -127,6 +127,12 @@ def routing_headers(request: Request) -> RoutingHeaders:
     return validate(RoutingHeaders, {k: v for k, v in data.items() if v is not None}, prefix="header.")
 
 
+def from_party(request: Request) -> tuple[str | None, str | None]:
+    """The OCPI-from-* party of a request (None, None when not sent)."""
+    routing = routing_headers(request)
+    return routing.from_country_code, routing.from_party_id
+
+
 def check_routing(routing: RoutingHeaders, who: Caller) -> None:
     frm = (routing.from_country_code, routing.from_party_id)
     to = (routing.to_country_code, routing.to_party_id)

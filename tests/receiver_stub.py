@@ -124,7 +124,10 @@ class ReceiverStub:
                         target.update(body)
                     return self._send(200, OK)
                 if method == "POST":
-                    objects[f"{path}/{body['country_code']}/{body['party_id']}/{body['id']}"] = body
+                    ids = [body.get(k) for k in ("country_code", "party_id", "id")]
+                    objects[f"{path}/{'/'.join(ids)}" if all(ids) else path] = (
+                        body  # a CDR, or a command result
+                    )
                     return self._send(201, OK)
                 if method == "DELETE":
                     objects.pop(path, None)

@@ -1,7 +1,8 @@
 """Ingest function: our own objects (as CPO locations, tariffs, sessions and CDRs, as eMSP tokens)
 from the operator's back office.
 
-Path: back office -> EventBridge (source `ocpi.backoffice`, detail-type `ocpi.own.put|patch|delete`)
+Path: back office -> EventBridge (source `ocpi.backoffice`, detail-type `ocpi.own.put|patch|delete`,
+and `ocpi.command.result` for commands: shared/services/commands.py)
 -> rule BackOfficeRule -> SQS IngestQueue -> this function (batches, ReportBatchItemFailures) ->
 DynamoDB `own` collection + `ocpi.own.changed`. Schema and rules: shared/services/ingest.py.
 
@@ -28,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.errors import InvalidParameters
 from shared.logs import logger
-from shared.services import ingest
+from shared.services import commands, ingest
 from shared.store import get_store
 
 metrics = Metrics(namespace="OCPI")
@@ -44,6 +45,11 @@ def record_handler(record: SQSRecord) -> str:
     receive_count = record.attributes.approximate_receive_count
     try:
         detail_type, detail = ingest.unwrap(record.body)
+        if detail_type == commands.RESULT:  # the back office's answer to a command (mod_commands)
+            label = commands.record_result(get_store(), detail)
+            logger.info("command result", extra={"command_id": detail.get("command_id"), "outcome": label})
+            _count(label)
+            return label
         cmd = ingest.parse(detail_type, detail)
         outcome = ingest.execute(get_store(), cmd)
     except InvalidParameters as err:

@@ -10,13 +10,13 @@ from shared.auth import Caller
 from shared.envelope import OcpiResponse
 from shared.http import (
     create_app,
+    from_party,
     handler_for,
     json_body,
     outcome_response,
     page_params,
     paged_response,
     partner_request,
-    routing_headers,
 )
 from shared.services import objects, sessions
 from shared.store import get_store
@@ -24,11 +24,6 @@ from shared.store import get_store
 router = APIRouter()
 SENDER = "/ocpi/{version}/sender/sessions"
 RECEIVER = "/ocpi/{version}/receiver/sessions/{country_code}/{party_id}/{session_id}"
-
-
-def from_party(request: Request) -> tuple[str | None, str | None]:
-    routing = routing_headers(request)
-    return routing.from_country_code, routing.from_party_id
 
 
 # ------------------------------------------------------------------ sender interface

@@ -18,6 +18,8 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin publish --patch --module M --file FIELDS.json --country-code CC --party-id PID
         --id ID [--evse-uid E [--connector-id C]] [--type RFID]
     ocpi-admin publish --delete --module tariffs --country-code CC --party-id PID --id ID
+    ocpi-admin command PARTNER_ID START_SESSION --file REQUEST.json   # as eMSP: command a CPO's charger
+    ocpi-admin command-status COMMAND_ID          # its CommandResponse and, once it came, its result
     ocpi-admin push dlq                            # pushes that failed every attempt
     ocpi-admin push replay [--partner P] [--message-id ID ...]  # back to the delivery queue
     ocpi-admin push resync PARTNER_ID [--module M] # queue a PUT of every object it is entitled to
@@ -302,6 +304,29 @@ def cmd_push(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_command(args: argparse.Namespace) -> int:
+    from shared.services import commands
+
+    request = json.loads(Path(args.file).read_text()) if args.file else {}
+    out = commands.send(_store(), _base_url(), args.partner_id, args.command, request)
+    if args.json:
+        print(json.dumps(out, default=str))
+    else:
+        response = out["response"]
+        print(f"{out['command_id']} {response.get('result')} (timeout {response.get('timeout')} s)")
+    return EXIT_OK if out["response"].get("result") == "ACCEPTED" else EXIT_ERROR
+
+
+def cmd_command_status(args: argparse.Namespace) -> int:
+    from shared.services import commands
+
+    found = commands.sent_command(_store(), args.command_id)
+    if found is None:
+        raise SystemExit(f"error: unknown command {args.command_id}")
+    print(json.dumps(found, default=str) if args.json else json.dumps(found, default=str, indent=2))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocpi-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -368,6 +393,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--location-id")
     p.add_argument("--evse-uid", action="append")
     p.set_defaults(func=cmd_authorize)
+
+    p = sub.add_parser("command", help="as eMSP: send a command to a CPO partner (mod_commands)")
+    p.add_argument("partner_id")
+    p.add_argument(
+        "command", help="START_SESSION, STOP_SESSION, RESERVE_NOW, CANCEL_RESERVATION, UNLOCK_CONNECTOR"
+    )
+    p.add_argument("--file", help="JSON file: the command object without response_url (we set ours)")
+    p.set_defaults(func=cmd_command)
+
+    p = sub.add_parser("command-status", help="as eMSP: a command we sent, its response and result")
+    p.add_argument("command_id")
+    p.set_defaults(func=cmd_command_status)
 
     p = sub.add_parser("push", help="push pipeline: dead-letter queue, replay, resync")
     p.add_argument("action", choices=["dlq", "replay", "resync"])

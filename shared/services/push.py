@@ -62,6 +62,8 @@ from shared.store.base import ObjectRef, PushState, StoredObject
 
 #: module -> the partner role that receives it
 TARGET_ROLE = {"locations": "EMSP", "tariffs": "EMSP", "tokens": "CPO", "sessions": "EMSP", "cdrs": "EMSP"}
+#: Modules sent to the one partner named in the change (`partner_id`): command results.
+DIRECT = frozenset({"commands"})
 #: Modules sent only to the eMSP party of the object's token (the `to:` collection).
 ADDRESSED = frozenset({"sessions", "cdrs"})
 #: Modules the back office may limit to some partner parties (`push_to` metadata).
@@ -121,6 +123,7 @@ class Change:
     fields: tuple[str, ...] = ()
     last_updated: str | None = None
     to_party: tuple[str, str] | None = None
+    partner_id: str | None = None  # DIRECT modules only
 
     @property
     def ref(self) -> ObjectRef:
@@ -132,8 +135,10 @@ class Change:
         if not isinstance(event, dict) or event.get("detail-type") != "ocpi.own.changed":
             raise ValueError("not an ocpi.own.changed event")
         d = event.get("detail")
-        if not isinstance(d, dict) or d.get("module") not in TARGET_ROLE:
+        if not isinstance(d, dict) or (d.get("module") not in TARGET_ROLE and d.get("module") not in DIRECT):
             raise ValueError("ocpi.own.changed without a known module")
+        if d["module"] in DIRECT and not isinstance(d.get("partner_id"), str):
+            raise ValueError("ocpi.own.changed of a command without partner_id")
         if d.get("action") not in ("put", "patch", "delete"):
             raise ValueError("ocpi.own.changed without a known action")
         for name in ("country_code", "party_id", "id"):
@@ -154,6 +159,7 @@ class Change:
                 fields=tuple(str(n) for n in names),
                 last_updated=_opt(d.get("last_updated")),
                 to_party=(str(to[0]).upper(), str(to[1]).upper()) if all(to) else None,
+                partner_id=d.get("partner_id") if d["module"] in DIRECT else None,
             )
         except ValueError:
             raise
@@ -225,7 +231,7 @@ class Delivery:
                 object_id=str(d["id"]),
                 variant=str(d.get("type") or ""),
             )
-            if out.module not in TARGET_ROLE:
+            if out.module not in TARGET_ROLE and out.module not in DIRECT:
                 raise ValueError(out.module)
             out.ref  # noqa: B018 - validates the party ids
             return out
@@ -279,6 +285,12 @@ def receiving_parties(
 
 def targets(change: Change, partners: Iterable[dict[str, Any]]) -> list[str]:
     """Ids of the partners entitled to ``change`` (addressed modules need ``change.to_party``)."""
+    if change.module in DIRECT:
+        return [
+            p["partner_id"]
+            for p in partners
+            if p.get("partner_id") == change.partner_id and p.get("status") == STATUS_REGISTERED
+        ]
     if change.module in ADDRESSED and change.to_party is None:
         return []
     return [p["partner_id"] for p in partners if receiving_parties(p, change.module, change.to_party)]
@@ -320,17 +332,22 @@ def queue_url() -> str:
     return url
 
 
-def enqueue(deliveries: list[Delivery]) -> list[Delivery]:
-    """Queue deliveries (SendMessageBatch, 10 per request); returns the ones SQS did not take."""
+def enqueue(deliveries: list[Delivery], delay_seconds: int = 0) -> list[Delivery]:
+    """Queue deliveries (SendMessageBatch, 10 per request), visible after ``delay_seconds`` (SQS
+    allows 15 minutes at most); returns the ones SQS did not take."""
     if _queue_sink is not None:
         for d in deliveries:
             _queue_sink(d)
         return []
+    delay = max(0, min(int(delay_seconds), 900))
     failed: list[Delivery] = []
     url = queue_url()
     for i in range(0, len(deliveries), 10):
         chunk = deliveries[i : i + 10]
-        entries = [{"Id": str(n), "MessageBody": d.to_message()} for n, d in enumerate(chunk)]
+        entries = [
+            {"Id": str(n), "MessageBody": d.to_message(), **({"DelaySeconds": delay} if delay else {})}
+            for n, d in enumerate(chunk)
+        ]
         try:
             resp = _sqs().send_message_batch(QueueUrl=url, Entries=entries)
         except Exception as err:
@@ -550,6 +567,8 @@ def deliver(
         return "skipped"
     if _is_down(delivery.partner_id):
         raise PushFailed("partner failed moments ago: not called", partner_down=True)
+    if delivery.module in DIRECT:
+        return _deliver_command(store, delivery, partner, settings, requeue)
     state = store.push_state(ref)  # first the state, then the object: the object is at least as new
     current = store.get(ref)
     request = plan(delivery, partner, state, current)
@@ -577,6 +596,50 @@ def deliver(
     if not acked and state.seq > 0 and (requeue or _requeue)(delivery):
         raise PushFailed("object changed during the delivery and the follow-up could not be queued")
     return sent.label
+
+
+def _deliver_command(
+    store: Any,
+    delivery: Delivery,
+    partner: dict[str, Any],
+    settings: PushSettings,
+    requeue: Callable[[Delivery], bool] | None,
+) -> str:
+    """POST a command's CommandResult to its response_url (mod_commands, Sender interface), once.
+    No result yet: before the timeout, wait again (a delayed copy of the message); after it,
+    record TIMEOUT and send that."""
+    from shared.services import commands
+
+    ref = delivery.ref
+    command = store.get(ref)
+    if command is None or command.body.get("partner_id") != delivery.partner_id:
+        store.push_release(ref, delivery.partner_id)
+        return "gone"
+    state = store.push_state(ref)
+    if delivery.partner_id in state.acked:
+        return "already"
+    result = commands.ensure_result(store, ref)
+    if result is None:
+        if enqueue([delivery], delay_seconds=commands.seconds_left(store, ref)):
+            raise PushFailed("the timeout check could not be queued again")
+        return "waiting"
+    if state.seq == 0:  # the timeout path: no fan-out marked it, so mark it for the acknowledgement
+        store.push_mark(ref, [delivery.partner_id], {"action": "put"}, int(time.time()), settings.lease)
+        state = store.push_state(ref)
+    if result.get("result") is None:  # a charging profile request that timed out: nothing to send
+        store.push_ack(ref, delivery.partner_id, state.seq)
+        return "expired"
+    body = {k: v for k, v in result.items() if k in ("result", "message", "profile")}
+    emsp = (command.body["emsp_country_code"], command.body["emsp_party_id"])
+    client = _client(partner, delivery, emsp, settings)
+    try:
+        client.request("POST", command.body["response_url"], json=body)
+    except OcpiClientError as err:
+        raise _failure(err, delivery.partner_id, settings) from err
+    acked = store.push_ack(ref, delivery.partner_id, state.seq)
+    if not acked and (requeue or _requeue)(delivery):
+        raise PushFailed("the command result changed during the delivery and no follow-up could be queued")
+    return "post"
 
 
 def _requeue(delivery: Delivery) -> bool:

@@ -75,6 +75,7 @@ def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
             "status": "REGISTERED",
             "roles": [
                 {"role": "CPO", "country_code": "NL", "party_id": "TNM"},
+                {"role": "EMSP", "country_code": "NL", "party_id": "TNM"},  # commands are an eMSP's
                 {"role": "HUB", "country_code": "NL", "party_id": "HUB"},  # only a hub sends ClientInfo
             ],
         }
@@ -87,6 +88,8 @@ def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
     assert headers["x-request-id"] == "sample-request-1"
     if "invalid_json" in event_file.name:
         assert result["statusCode"] == 400 and body["status_code"] == 2001
+    elif "missing_" in event_file.name:  # a required parameter left out: 2001 naming it
+        assert result["statusCode"] == 200 and body["status_code"] == 2001, body
     elif "unknown_location" in event_file.name:
         assert result["statusCode"] == 404 and body["status_code"] == 2003
     elif "unknown_token" in event_file.name:

@@ -1,0 +1,72 @@
+"""Charging profiles module (mod_charging_profiles.asciidoc), Receiver interface as CPO:
+GET `{session_id}?duration=&response_url=`, PUT `{session_id}` (SetChargingProfile), DELETE
+`{session_id}?response_url=`; each answered with a ChargingProfileResponse, the result POSTed to the
+response_url later by the push pipeline. Rules: shared/services/charging_profiles.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+
+from shared.auth import Caller
+from shared.envelope import OcpiResponse
+from shared.http import create_app, from_party, handler_for, json_body, partner_request
+from shared.logs import logger
+from shared.services import charging_profiles, commands, push
+from shared.store import get_store
+
+router = APIRouter()
+RECEIVER = "/ocpi/{version}/receiver/chargingprofiles/{session_id}"
+
+
+def _answer(who: Caller, answer: dict[str, Any], stored: Any) -> OcpiResponse:
+    if stored is not None:  # when the result is due: see commands (a timeout check)
+        ref = stored.ref
+        check = push.Delivery(who.partner_id, commands.MODULE, ref.country_code, ref.party_id, ref.object_id)
+        if push.enqueue([check], delay_seconds=answer["timeout"]):
+            logger.error("charging profile timeout check not queued", extra={"command_id": ref.object_id})
+    return OcpiResponse(answer)
+
+
+@router.get(RECEIVER)
+def get_profile(session_id: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    q = request.query_params
+    answer, stored = charging_profiles.receive(
+        get_store(),
+        who,
+        from_party(request),
+        "GET",
+        session_id,
+        response_url=q.get("response_url"),
+        duration=q.get("duration"),
+    )
+    return _answer(who, answer, stored)
+
+
+@router.put(RECEIVER)
+async def set_profile(
+    session_id: str, request: Request, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    body = await json_body(request)
+    answer, stored = charging_profiles.receive(
+        get_store(), who, from_party(request), "PUT", session_id, body=body
+    )
+    return _answer(who, answer, stored)
+
+
+@router.delete(RECEIVER)
+def clear_profile(session_id: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    answer, stored = charging_profiles.receive(
+        get_store(),
+        who,
+        from_party(request),
+        "DELETE",
+        session_id,
+        response_url=request.query_params.get("response_url"),
+    )
+    return _answer(who, answer, stored)
+
+
+app = create_app("chargingprofiles", [router])
+handler = handler_for(app)

@@ -1,0 +1,50 @@
+"""Commands module (mod_commands.asciidoc).
+
+- Receiver interface as CPO: eMSPs POST START_SESSION, STOP_SESSION, RESERVE_NOW,
+  CANCEL_RESERVATION and UNLOCK_CONNECTOR; the answer is a CommandResponse, the result is POSTed to
+  the request's response_url later by the push pipeline.
+- Sender interface as eMSP: the response_url of a command we sent (`ocpi-admin command`), where
+  the CPO POSTs the CommandResult.
+
+Rules: shared/services/commands.py."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Request
+
+from shared.auth import Caller
+from shared.envelope import OcpiResponse
+from shared.http import create_app, from_party, handler_for, json_body, partner_request
+from shared.logs import logger
+from shared.services import commands, push
+from shared.store import get_store
+
+router = APIRouter()
+
+
+@router.post("/ocpi/{version}/receiver/commands/{command}")
+async def receive(command: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    body = await json_body(request)
+    answer, stored = commands.receive(get_store(), who, from_party(request), command, body)
+    if stored is not None:
+        # The timeout: a delivery message delayed until then; it sends TIMEOUT unless a result came.
+        ref = stored.ref
+        timeout_check = push.Delivery(
+            who.partner_id, commands.MODULE, ref.country_code, ref.party_id, ref.object_id
+        )
+        if push.enqueue([timeout_check], delay_seconds=answer["timeout"]):
+            logger.error("command timeout check not queued", extra={"command_id": ref.object_id})
+    return OcpiResponse(answer)
+
+
+@router.post("/ocpi/{version}/sender/commands/{command}/{command_id}")
+async def result(
+    command: str, command_id: str, request: Request, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    body = await json_body(request)
+    commands.receive_result(get_store(), who, command, command_id, body)
+    return OcpiResponse(None)
+
+
+app = create_app("commands", [router])
+handler = handler_for(app)

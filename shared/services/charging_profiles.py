@@ -1,0 +1,88 @@
+"""Charging profiles as CPO, the Receiver (mod_charging_profiles.asciidoc): an eMSP (or its SCSP
+through it) asks for the ActiveChargingProfile of one of our sessions (GET), sets a profile (PUT
+SetChargingProfile) or clears it (DELETE).
+
+Like commands (shared/services/commands.py, whose storage and result path this reuses): the
+synchronous answer is a ChargingProfileResponse (ACCEPTED, REJECTED, UNKNOWN_SESSION, ...) with a
+`timeout`; the request goes to the back office as `ocpi.command.requested` with type GET_PROFILE,
+SET_PROFILE or CLEAR_PROFILE; the back office answers `ocpi.command.result` with the result object
+of that type (ActiveChargingProfileResult {result, profile}, ChargingProfileResult {result},
+ClearProfileResult {result}); the push pipeline POSTs it to the request's `response_url`. Their
+result type has no TIMEOUT value: if the back office never answers, nothing is sent.
+
+Only the eMSP of the session's token may ask (else UNKNOWN_SESSION, the same answer as for a session
+we do not have: no oracle); a session that has ended is REJECTED.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.auth import Caller
+from shared.errors import InvalidParameters
+from shared.models.types import Url
+from shared.models.v221.charging_profiles import SetChargingProfile
+from shared.services import commands, objects, sessions
+from shared.store.base import StoredObject
+from shared.validation import validate
+
+ACTIONS = {"GET": "GET_PROFILE", "PUT": "SET_PROFILE", "DELETE": "CLEAR_PROFILE"}
+
+
+class _ResponseUrl(BaseModel):
+    response_url: Url
+
+
+def _url(value: Any) -> str:
+    if not value:
+        raise InvalidParameters("Invalid or missing parameters: response_url is required")
+    return str(validate(_ResponseUrl, {"response_url": value}).response_url)
+
+
+def receive(
+    store: Any,
+    who: Caller,
+    from_party: tuple[str | None, str | None] | None,
+    method: str,
+    session_id: str,
+    *,
+    response_url: Any = None,
+    duration: Any = None,
+    body: Any = None,
+) -> tuple[dict[str, Any], StoredObject | None]:
+    """One request of the Receiver interface; returns (ChargingProfileResponse, the stored request
+    when ACCEPTED)."""
+    timeout = commands.timeout_seconds()
+    kind = ACTIONS[method]
+    emsp = objects.caller_party(who, "EMSP", from_party)
+    if emsp is None:
+        raise InvalidParameters(
+            "Only an eMSP can manage charging profiles: your credentials hold no EMSP role"
+        )
+    if kind == "SET_PROFILE":
+        req = validate(SetChargingProfile, body).to_json_dict()
+    else:
+        req = {"response_url": _url(response_url)}
+        if kind == "GET_PROFILE":
+            try:
+                seconds = int(str(duration))
+            except ValueError:
+                raise InvalidParameters(
+                    "Invalid or missing parameters: duration (seconds) is required"
+                ) from None
+            if seconds <= 0:
+                raise InvalidParameters("Invalid or missing parameters: duration must be positive")
+            req["duration"] = seconds
+    found = sessions.get_own(store, session_id)
+    if found is None or sessions.token_party(found.body) != emsp:
+        return {"result": "UNKNOWN_SESSION", "timeout": timeout}, None
+    if str(found.body.get("status")) in {"COMPLETED", "INVALID"}:
+        return {"result": "REJECTED", "timeout": timeout}, None
+    req["session_id"] = found.body["id"]
+    cpo = (found.ref.country_code.upper(), found.ref.party_id.upper())
+    stored = commands.accept(store, who, emsp, cpo, kind, req, timeout)
+    if stored is None:
+        return {"result": "REJECTED", "timeout": timeout}, None
+    return {"result": "ACCEPTED", "timeout": timeout}, stored
