@@ -132,6 +132,8 @@ class ReceiverStub:
                 if method == "DELETE":
                     objects.pop(path, None)
                     return self._send(200, OK)
+                if method == "GET":
+                    return self._send(200, {**OK, "data": objects.get(path)})
                 return self._send(405, {"status_code": 2000, "timestamp": OK["timestamp"]})
 
             def do_PUT(self) -> None:
@@ -145,5 +147,8 @@ class ReceiverStub:
 
             def do_DELETE(self) -> None:
                 self._handle("DELETE")
+
+            def do_GET(self) -> None:
+                self._handle("GET")
 
         return Handler

@@ -1,7 +1,12 @@
-"""Charging profiles module (mod_charging_profiles.asciidoc), Receiver interface as CPO:
-GET `{session_id}?duration=&response_url=`, PUT `{session_id}` (SetChargingProfile), DELETE
-`{session_id}?response_url=`; each answered with a ChargingProfileResponse, the result POSTed to the
-response_url later by the push pipeline. Rules: shared/services/charging_profiles.py."""
+"""Charging profiles module (mod_charging_profiles.asciidoc).
+
+- Receiver interface as CPO: GET `{session_id}?duration=&response_url=`, PUT `{session_id}`
+  (SetChargingProfile), DELETE `{session_id}?response_url=`; each answered with a
+  ChargingProfileResponse, the result POSTed to the response_url later by the push pipeline.
+- Sender interface as eMSP: POST of a result to the response_url of a request we sent
+  (`ocpi-admin profile`), PUT `{session_id}` of an ActiveChargingProfile by the CPO.
+
+Rules: shared/services/charging_profiles.py, shared/services/commands.py."""
 
 from __future__ import annotations
 
@@ -66,6 +71,26 @@ def clear_profile(session_id: str, request: Request, who: Caller = Depends(partn
         response_url=request.query_params.get("response_url"),
     )
     return _answer(who, answer, stored)
+
+
+# ------------------------------------------------------------------ Sender interface (as eMSP)
+@router.post("/ocpi/{version}/sender/chargingprofiles/{kind}/{command_id}")
+async def result(
+    kind: str, command_id: str, request: Request, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    """The response_url of a request we sent (`ocpi-admin profile`): the CPO POSTs its result."""
+    body = await json_body(request)
+    commands.receive_result(get_store(), who, kind, command_id, body)
+    return OcpiResponse(None)
+
+
+@router.put("/ocpi/{version}/sender/chargingprofiles/{session_id}")
+async def active_profile(
+    session_id: str, request: Request, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    body = await json_body(request)
+    charging_profiles.receive_active_profile(get_store(), who, from_party(request), session_id, body)
+    return OcpiResponse(None)
 
 
 app = create_app("chargingprofiles", [router])

@@ -45,6 +45,11 @@ def record_handler(record: SQSRecord) -> str:
     receive_count = record.attributes.approximate_receive_count
     try:
         detail_type, detail = ingest.unwrap(record.body)
+        if detail_type == commands.SEND:  # as eMSP: command a partner's charger (not retried)
+            label = commands.send_from_backoffice(get_store(), detail)
+            logger.info("command send", extra={"partner_id": detail.get("partner_id"), "outcome": label})
+            _count(label)
+            return label
         if detail_type == commands.RESULT:  # the back office's answer to a command (mod_commands)
             label = commands.record_result(get_store(), detail)
             logger.info("command result", extra={"command_id": detail.get("command_id"), "outcome": label})

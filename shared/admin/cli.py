@@ -19,7 +19,8 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
         --id ID [--evse-uid E [--connector-id C]] [--type RFID]
     ocpi-admin publish --delete --module tariffs --country-code CC --party-id PID --id ID
     ocpi-admin command PARTNER_ID START_SESSION --file REQUEST.json   # as eMSP: command a CPO's charger
-    ocpi-admin command-status COMMAND_ID          # its CommandResponse and, once it came, its result
+    ocpi-admin profile PARTNER_ID set|get|clear SESSION_ID [--file PROFILE.json] [--duration S]
+    ocpi-admin command-status COMMAND_ID          # its response and, once it came, its result
     ocpi-admin push dlq                            # pushes that failed every attempt
     ocpi-admin push replay [--partner P] [--message-id ID ...]  # back to the delivery queue
     ocpi-admin push resync PARTNER_ID [--module M] # queue a PUT of every object it is entitled to
@@ -317,6 +318,26 @@ def cmd_command(args: argparse.Namespace) -> int:
     return EXIT_OK if out["response"].get("result") == "ACCEPTED" else EXIT_ERROR
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    from shared.services import commands
+
+    kind = {"set": "SET_PROFILE", "get": "GET_PROFILE", "clear": "CLEAR_PROFILE"}[args.action]
+    request = {"charging_profile": json.loads(Path(args.file).read_text())} if args.file else None
+    out = commands.send(
+        _store(),
+        _base_url(),
+        args.partner_id,
+        kind,
+        request,
+        session_id=args.session_id,
+        duration=args.duration,
+    )
+    print(
+        json.dumps(out, default=str) if args.json else f"{out['command_id']} {out['response'].get('result')}"
+    )
+    return EXIT_OK if out["response"].get("result") == "ACCEPTED" else EXIT_ERROR
+
+
 def cmd_command_status(args: argparse.Namespace) -> int:
     from shared.services import commands
 
@@ -401,6 +422,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--file", help="JSON file: the command object without response_url (we set ours)")
     p.set_defaults(func=cmd_command)
+
+    p = sub.add_parser(
+        "profile", help="as eMSP: set, get or clear a charging profile of a CPO partner's session"
+    )
+    p.add_argument("partner_id")
+    p.add_argument("action", choices=["set", "get", "clear"])
+    p.add_argument("session_id")
+    p.add_argument("--file", help="set: JSON file with the ChargingProfile")
+    p.add_argument("--duration", type=int, default=900, help="get: seconds of profile wanted (default 900)")
+    p.set_defaults(func=cmd_profile)
 
     p = sub.add_parser("command-status", help="as eMSP: a command we sent, its response and result")
     p.add_argument("command_id")

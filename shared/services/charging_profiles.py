@@ -86,3 +86,45 @@ def receive(
     if stored is None:
         return {"result": "REJECTED", "timeout": timeout}, None
     return {"result": "ACCEPTED", "timeout": timeout}, stored
+
+
+# ------------------------------------------------------------------ as eMSP: the Sender interface
+ACTIVE = "activeprofiles"
+ACTIVE_RECEIVED = "ocpi.received.active_charging_profile"
+
+
+def receive_active_profile(
+    store: Any, who: Caller, from_party: tuple[str | None, str | None] | None, session_id: str, raw: Any
+) -> None:
+    """A CPO partner PUTs the ActiveChargingProfile of one of its sessions (mod_charging_profiles,
+    Sender PUT): kept per (CPO party, session) and announced (`ocpi.received.active_charging_profile`)
+    for our smart charging."""
+    from datetime import UTC, datetime
+
+    from shared import events
+    from shared.models.v221.charging_profiles import ActiveChargingProfile
+    from shared.store.base import ObjectRef
+
+    profile = validate(ActiveChargingProfile, raw).to_json_dict()
+    cpo = objects.caller_party(who, "CPO", from_party)
+    if cpo is None:
+        raise InvalidParameters("Only a CPO sends ActiveChargingProfiles: your credentials hold no CPO role")
+    session_id = objects.path_id(session_id, "session_id")
+    now = datetime.now(UTC)
+    store.put(
+        ObjectRef(ACTIVE, cpo[0], cpo[1], session_id),
+        {"session_id": session_id, "active_charging_profile": profile},
+        now,
+        collection=objects.RECEIVED,
+        meta=objects.received_meta(who),
+    )
+    events.publish(
+        ACTIVE_RECEIVED,
+        {
+            "country_code": cpo[0],
+            "party_id": cpo[1],
+            "session_id": session_id,
+            "partner_id": who.partner_id,
+            "active_charging_profile": profile,
+        },
+    )

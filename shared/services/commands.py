@@ -344,10 +344,12 @@ SENT_RESULTS = "sentcmdresults"
 RESULT_RECEIVED = "ocpi.command.result_received"
 
 
-def sender_url(base_url: str, version: str, command: CommandType, command_id: str) -> str:
-    """Our response_url: the Sender interface URL plus the command type and an unguessable id
-    (mod_commands 13.1: "the Sender can make some unique identifier part of the response_url")."""
-    return f"{base_url}/ocpi/{version}/sender/commands/{command.value}/{command_id}"
+def sender_url(base_url: str, version: str, kind: str, command_id: str) -> str:
+    """Our response_url: the Sender interface URL plus the request type and an unguessable id
+    (mod_commands 13.1 and mod_charging_profiles: "the Sender can make some unique identifier part
+    of the response_url")."""
+    module = "chargingprofiles" if kind in RESULT_MODELS else "commands"
+    return f"{base_url}/ocpi/{version}/sender/{module}/{kind}/{command_id}"
 
 
 def _own_emsp() -> tuple[str, str]:
@@ -361,37 +363,64 @@ def send(
     store: Any,
     base_url: str,
     partner_id: str,
-    command: str,
-    request: dict[str, Any],
+    kind: str,
+    request: dict[str, Any] | None = None,
+    *,
+    session_id: str | None = None,
+    duration: int | None = None,
     now: datetime | None = None,
 ) -> dict[str, Any]:
-    """Send one command to a CPO partner; returns {"command_id", "response": CommandResponse}. The
-    request is the command object without `response_url` (we set ours)."""
+    """Send a command (START_SESSION, ...) or a charging profile request (SET_PROFILE with
+    ``request`` = {"charging_profile"}, GET_PROFILE with ``duration``, CLEAR_PROFILE; all with
+    ``session_id``) to a CPO partner; returns {"command_id", "response"}. We set the response_url."""
     from shared.client import OcpiClient, OcpiClientError
     from shared.errors import ClientApiError, NoMatchingEndpoints
+    from shared.models.v221.charging_profiles import SetChargingProfile
     from shared.services.credentials import STATUS_REGISTERED, endpoint_url
     from shared.services.push import partner_parties
 
-    ctype = CommandType(str(command).upper())
+    kind = str(kind).upper()
+    profile = kind in RESULT_MODELS
+    if not profile:
+        kind = CommandType(kind).value
+    elif not session_id:
+        raise InvalidParameters(f"{kind} needs a session_id")
     partner = store.get_partner(partner_id)
     if not partner or partner.get("status") != STATUS_REGISTERED:
         raise InvalidParameters(f"Partner {partner_id} is not registered")
-    url = endpoint_url(partner, "commands", "RECEIVER")
+    module = "chargingprofiles" if profile else "commands"
+    url = endpoint_url(partner, module, "RECEIVER")
     cpo = next(iter(partner_parties(partner, "CPO")), None)
     if not url or cpo is None:
-        raise NoMatchingEndpoints(f"Partner {partner_id} offers no commands Receiver interface")
+        raise NoMatchingEndpoints(f"Partner {partner_id} offers no {module} Receiver interface")
     emsp = _own_emsp()
     command_id = secrets.token_hex(16)
     version = str(partner.get("version") or "2.2.1")
-    body = {**request, "response_url": sender_url(base_url, version, ctype, command_id)}
-    validate(COMMAND_MODELS[ctype], body)  # refuse here what the partner would refuse
+    response_url = sender_url(base_url, version, kind, command_id)
+    body: dict[str, Any] | None = None
+    params: dict[str, Any] | None = None
+    if kind == "SET_PROFILE":
+        body = validate(SetChargingProfile, {**(request or {}), "response_url": response_url}).to_json_dict()
+        method, target = "PUT", f"{url.rstrip('/')}/{session_id}"
+    elif profile:
+        params = {
+            "response_url": response_url,
+            **({"duration": int(duration or 0)} if kind == "GET_PROFILE" else {}),
+        }
+        if kind == "GET_PROFILE" and params["duration"] <= 0:
+            raise InvalidParameters("GET_PROFILE needs a positive duration (seconds)")
+        method, target = ("GET" if kind == "GET_PROFILE" else "DELETE"), f"{url.rstrip('/')}/{session_id}"
+    else:
+        body = {**(request or {}), "response_url": response_url}
+        validate(COMMAND_MODELS[CommandType(kind)], body)  # refuse here what the partner would refuse
+        method, target = "POST", f"{url.rstrip('/')}/{kind}"
     now = now or datetime.now(UTC)
     ref = ObjectRef(SENT, emsp[0], emsp[1], command_id)
     record = {
         "id": command_id,
-        "type": ctype.value,
+        "type": kind,
         "partner_id": partner_id,
-        "request": body,
+        "request": body or {**(params or {}), "session_id": session_id},
         "last_updated": format_datetime(now),
     }
     store.put(ref, record, now, collection=COLLECTION)
@@ -399,9 +428,9 @@ def send(
         partner["outbound_token"], raw_token=bool(partner.get("raw_token")), from_party=emsp, to_party=cpo
     )
     try:
-        result = client.request("POST", f"{url.rstrip('/')}/{ctype.value}", json=body, retries=0)
+        result = client.request(method, target, json=body, params=params, retries=0)
     except OcpiClientError as err:
-        raise ClientApiError(f"The partner did not take the command: {err.message[:300]}") from err
+        raise ClientApiError(f"The partner did not take the request: {err.message[:300]}") from err
     response = result.data if isinstance(result.data, dict) else {}
     store.patch(ref, {"response": response, "last_updated": format_datetime(now)}, now)
     return {"command_id": command_id, "response": response}
@@ -413,7 +442,8 @@ def receive_result(store: Any, who: Caller, command: str, command_id: str, raw: 
     (`ocpi.command.result_received`), a repeated one is acknowledged and ignored (`duplicate`)."""
     from shared.errors import NotFound
 
-    result = validate(CommandResult, raw).to_json_dict()
+    model, _ = RESULT_MODELS.get(str(command).upper(), (CommandResult, ()))
+    result = validate(model, raw).to_json_dict()
     emsp = _own_emsp()
     found = store.get(ObjectRef(SENT, emsp[0], emsp[1], command_id)) if len(command_id) <= 36 else None
     if (
@@ -446,3 +476,39 @@ def sent_command(store: Any, command_id: str) -> dict[str, Any] | None:
         return None
     res = store.get(ObjectRef(SENT_RESULTS, emsp[0], emsp[1], command_id))
     return {**found.body, "result": res.body if res is not None else None}
+
+
+SEND = "ocpi.command.send"  # from the back office: send a command / profile request to a CPO partner
+SENT_EVENT = "ocpi.command.sent"
+SEND_FAILED = "ocpi.command.send_failed"
+
+
+def send_from_backoffice(store: Any, detail: Any) -> str:
+    """`ocpi.command.send` (source `ocpi.backoffice`): `{"partner_id", "type": START_SESSION | ... |
+    SET_PROFILE | GET_PROFILE | CLEAR_PROFILE, ["request": {...}], ["session_id"], ["duration"]}`.
+    Announces `ocpi.command.sent` (`command_id`, the partner's response) or `ocpi.command.send_failed`.
+    Never retried: a command the partner may have taken is not sent twice (the operator decides)."""
+    from shared.errors import OcpiError
+
+    if not isinstance(detail, dict) or not isinstance(detail.get("partner_id"), str):
+        raise InvalidParameters("ocpi.command.send needs partner_id")
+    base = get_settings().public_url
+    if not base:
+        raise InvalidParameters("OCPI_PUBLIC_URL is not set: no response_url can be given")
+    kind = str(detail.get("type", "")).upper()
+    ids = {"partner_id": detail["partner_id"], "type": kind, "reference": detail.get("reference")}
+    try:
+        out = send(
+            store,
+            base,
+            detail["partner_id"],
+            kind,
+            detail.get("request") if isinstance(detail.get("request"), dict) else None,
+            session_id=detail.get("session_id"),
+            duration=detail.get("duration"),
+        )
+    except (OcpiError, ValueError) as err:
+        events.publish(SEND_FAILED, {**ids, "error": str(getattr(err, "message", err))[:500]})
+        return "failed"
+    events.publish(SENT_EVENT, {**ids, **out})
+    return "sent"

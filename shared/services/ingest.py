@@ -204,7 +204,7 @@ def _push_to(detail: dict[str, Any]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidParameters("Invalid or missing parameters: push_to must be a list of \"CC*PID\" strings")
+        raise InvalidParameters('Invalid or missing parameters: push_to must be a list of "CC*PID" strings')
     keys_ = tuple(dict.fromkeys(v.strip().upper() for v in value))
     bad = [k for k in keys_ if not _PARTY_KEY.match(k)]
     if bad:

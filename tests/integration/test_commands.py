@@ -452,3 +452,96 @@ def test_charging_profiles_set_get_clear_and_results(env, monkeypatch) -> None:
     monkeypatch.setattr(commands, "ensure_result", _expired(commands.ensure_result))
     assert push.deliver(store, clear, store.get_partner("emsp-a"), FAST) == "expired"
     assert "clear" not in {r["path"].rsplit("/", 1)[1] for r in stub.calls("POST")}
+
+
+def test_sent_profile_requests_results_and_active_profiles(env) -> None:
+    store, stub = env["store"], env["stub"]
+    c2 = add_partner(store, "cpo-c2", "token-c2", [("CPO", "FR", "CP2")])
+    store.put_partner(
+        {
+            **store.get_partner("cpo-c2"),
+            "outbound_token": "out-c2",
+            "endpoints": [{"identifier": "chargingprofiles", "role": "RECEIVER", "url": f"{stub.base}/cp"}],
+        }
+    )
+    base = "https://ocpi.test"
+    set_ = commands.send(store, base, "cpo-c2", "SET_PROFILE", {"charging_profile": PROFILE}, session_id="S9")
+    get = commands.send(store, base, "cpo-c2", "GET_PROFILE", session_id="S9", duration=600)
+    clear = commands.send(store, base, "cpo-c2", "CLEAR_PROFILE", session_id="S9")
+    calls = stub.calls()
+    assert [(c["method"], c["path"].split("?")[0]) for c in calls] == [
+        ("PUT", "/ocpi/2.2.1/cp/S9"),
+        ("GET", "/ocpi/2.2.1/cp/S9"),
+        ("DELETE", "/ocpi/2.2.1/cp/S9"),
+    ]
+    assert (
+        calls[0]["body"]["response_url"]
+        == f"{base}/ocpi/2.2.1/sender/chargingprofiles/SET_PROFILE/{set_['command_id']}"
+    )
+    assert "duration=600" in calls[1]["path"] and get["command_id"] in calls[1]["path"]
+    with pytest.raises(InvalidParameters):
+        commands.send(store, base, "cpo-c2", "GET_PROFILE", session_id="S9", duration=0)
+    api = TestClient(load_app("chargingprofiles"), raise_server_exceptions=False)
+    path = f"/ocpi/2.2.1/sender/chargingprofiles/GET_PROFILE/{get['command_id']}"
+    active = {"start_date_time": "2024-05-01T09:05:00Z", "charging_profile": PROFILE}
+    assert api.post(path, json={"result": "ACCEPTED", "profile": active}, headers=env["a"]).status_code == 404
+    assert api.post(path, json={"result": "TIMEOUT"}, headers=c2).json()["status_code"] == 2001
+    assert (
+        api.post(path, json={"result": "ACCEPTED", "profile": active}, headers=c2).json()["status_code"]
+        == 1000
+    )
+    assert (
+        commands.sent_command(store, get["command_id"])["result"]["profile"]["charging_profile"][
+            "charging_rate_unit"
+        ]
+        == "W"
+    )
+    assert commands.sent_command(store, clear["command_id"])["result"] is None
+    # The CPO keeps us updated with the ActiveChargingProfile of the session.
+    env["pipe"].bus.clear()
+    resp = api.put("/ocpi/2.2.1/sender/chargingprofiles/S9", json=active, headers=c2)
+    assert resp.json()["status_code"] == 1000
+    (event,) = [
+        json.loads(e["Detail"])
+        for e in env["pipe"].bus
+        if e["DetailType"] == "ocpi.received.active_charging_profile"
+    ]
+    assert (event["country_code"], event["party_id"], event["session_id"]) == ("FR", "CP2", "S9")
+    assert (
+        api.put("/ocpi/2.2.1/sender/chargingprofiles/S9", json=active, headers=env["a"]).json()["status_code"]
+        == 2001
+    )
+    assert (
+        api.put("/ocpi/2.2.1/sender/chargingprofiles/S9", json={"x": 1}, headers=c2).json()["status_code"]
+        == 2001
+    )
+
+
+def test_back_office_sends_commands_never_twice(env) -> None:
+    store, stub, pipe = env["store"], env["stub"], env["pipe"]
+    add_partner(store, "cpo-c2", "token-c2", [("CPO", "FR", "CP2")])
+    store.put_partner(
+        {
+            **store.get_partner("cpo-c2"),
+            "outbound_token": "out-c2",
+            "endpoints": [{"identifier": "commands", "role": "RECEIVER", "url": f"{stub.base}/commands"}],
+        }
+    )
+    pipe.bus.clear()
+    detail = {
+        "partner_id": "cpo-c2",
+        "type": "STOP_SESSION",
+        "request": {"session_id": "S1"},
+        "reference": "app-42",
+    }
+    assert commands.send_from_backoffice(store, detail) == "sent"
+    (sent,) = [json.loads(e["Detail"]) for e in pipe.bus if e["DetailType"] == commands.SENT_EVENT]
+    assert sent["reference"] == "app-42" and len(sent["command_id"]) == 32
+    stub.mode = "500"
+    assert commands.send_from_backoffice(store, detail) == "failed"
+    (failed,) = [json.loads(e["Detail"]) for e in pipe.bus if e["DetailType"] == commands.SEND_FAILED]
+    assert failed["reference"] == "app-42" and "500" in failed["error"]
+    assert len(stub.calls("POST")) == 2  # one attempt each: a command is never resent by us
+    assert commands.send_from_backoffice(store, {**detail, "type": "LAUNCH"}) == "failed"
+    with pytest.raises(InvalidParameters):
+        commands.send_from_backoffice(store, {"type": "STOP_SESSION"})
