@@ -29,7 +29,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.errors import InvalidParameters
 from shared.logs import logger
-from shared.services import commands, ingest
+from shared.services import charging_profiles, commands, ingest
 from shared.store import get_store
 
 metrics = Metrics(namespace="OCPI")
@@ -45,6 +45,13 @@ def record_handler(record: SQSRecord) -> str:
     receive_count = record.attributes.approximate_receive_count
     try:
         detail_type, detail = ingest.unwrap(record.body)
+        if detail_type == charging_profiles.OWN_ACTIVE:  # as CPO: a charger's profile changed
+            sent = charging_profiles.own_active_profile(get_store(), detail)
+            logger.info(
+                "active charging profile", extra={"session_id": detail.get("session_id"), "partners": sent}
+            )
+            _count("stored")
+            return "stored"
         if detail_type == commands.SEND:  # as eMSP: command a partner's charger (not retried)
             label = commands.send_from_backoffice(get_store(), detail)
             logger.info("command send", extra={"partner_id": detail.get("partner_id"), "outcome": label})

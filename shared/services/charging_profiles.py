@@ -85,7 +85,69 @@ def receive(
     stored = commands.accept(store, who, emsp, cpo, kind, req, timeout)
     if stored is None:
         return {"result": "REJECTED", "timeout": timeout}, None
+    if kind == "SET_PROFILE":
+        _remember_setter(store, cpo, found.body["id"], who.partner_id)
     return {"result": "ACCEPTED", "timeout": timeout}, stored
+
+
+# ------------------------------------------------------------------ as CPO: ActiveChargingProfile updates
+OWN_ACTIVE = "ocpi.own.active_charging_profile"  # from the back office
+SETTERS = "profilesetters"
+
+
+def _remember_setter(store: Any, cpo: tuple[str, str], session_id: str, partner_id: str) -> None:
+    """mod_charging_profiles, Sender PUT: "The Receiver SHALL NOT call this interface for any session
+    where the Sender has never successfully called the charging profile Receiver PUT interface for
+    this session": remember who did."""
+    from datetime import UTC, datetime
+
+    from shared.store.base import ObjectRef
+
+    ref = ObjectRef(SETTERS, cpo[0], cpo[1], session_id)
+    found = store.get(ref)
+    partners = sorted({*(found.body.get("partner_ids", []) if found else []), partner_id})
+    store.put(ref, {"session_id": session_id, "partner_ids": partners}, datetime.now(UTC), collection="cmd")
+
+
+def own_active_profile(store: Any, detail: Any) -> int:
+    """`ocpi.own.active_charging_profile` (source `ocpi.backoffice`): `{"session_id",
+    "active_charging_profile"}`: the charger's profile changed. PUT to every partner that set a
+    profile on that session (push pipeline, module `activeprofiles`); returns how many."""
+    from datetime import UTC, datetime
+
+    from shared import events
+    from shared.models.types import format_datetime
+    from shared.models.v221.charging_profiles import ActiveChargingProfile
+    from shared.store.base import ObjectRef
+
+    if not isinstance(detail, dict) or not isinstance(detail.get("session_id"), str):
+        raise InvalidParameters("ocpi.own.active_charging_profile needs session_id")
+    profile = validate(ActiveChargingProfile, detail.get("active_charging_profile")).to_json_dict()
+    found = sessions.get_own(store, detail["session_id"])
+    if found is None:
+        raise InvalidParameters(f"Unknown own session {detail['session_id'][:36]}")
+    cc, pid, sid = found.ref.country_code, found.ref.party_id, found.body["id"]
+    setters = store.get(ObjectRef(SETTERS, cc, pid, sid))
+    partners = setters.body.get("partner_ids", []) if setters else []
+    if not partners:
+        return 0
+    now = datetime.now(UTC)
+    ref = ObjectRef(ACTIVE, cc, pid, sid)
+    store.put(ref, {"session_id": sid, "active_charging_profile": profile}, now, collection="cmd")
+    for partner_id in partners:
+        events.publish(
+            events.OWN_CHANGED,
+            {
+                "module": ACTIVE,
+                "action": "put",
+                "country_code": cc,
+                "party_id": pid,
+                "id": sid,
+                "partner_id": partner_id,
+                "last_updated": format_datetime(now),
+            },
+        )
+    return len(partners)
 
 
 # ------------------------------------------------------------------ as eMSP: the Sender interface

@@ -63,7 +63,7 @@ from shared.store.base import ObjectRef, PushState, StoredObject
 #: module -> the partner role that receives it
 TARGET_ROLE = {"locations": "EMSP", "tariffs": "EMSP", "tokens": "CPO", "sessions": "EMSP", "cdrs": "EMSP"}
 #: Modules sent to the one partner named in the change (`partner_id`): command results.
-DIRECT = frozenset({"commands"})
+DIRECT = frozenset({"commands", "activeprofiles"})
 #: Modules sent only to the eMSP party of the object's token (the `to:` collection).
 ADDRESSED = frozenset({"sessions", "cdrs"})
 #: Modules the back office may limit to some partner parties (`push_to` metadata).
@@ -475,6 +475,13 @@ def plan(
 ) -> Request | str:
     """The call that brings the partner to ``current``, or why there is none (a label)."""
     module = delivery.module
+    if module == "activeprofiles":  # as CPO: the charger's profile to the Sender (mod_charging_profiles)
+        url = endpoint_url(partner, "chargingprofiles", "SENDER")
+        if current is None or not url:
+            return "skipped"
+        emsp = next(iter(partner_parties(partner, "EMSP")), None)
+        target = f"{url.rstrip('/')}/{delivery.object_id}"
+        return Request("PUT", target, current.body["active_charging_profile"], to_party=emsp)
     base = endpoint_url(partner, module, "RECEIVER")
     to_party = None
     if module in ADDRESSED and current is not None:
@@ -567,7 +574,7 @@ def deliver(
         return "skipped"
     if _is_down(delivery.partner_id):
         raise PushFailed("partner failed moments ago: not called", partner_down=True)
-    if delivery.module in DIRECT:
+    if delivery.module == "commands":
         return _deliver_command(store, delivery, partner, settings, requeue)
     state = store.push_state(ref)  # first the state, then the object: the object is at least as new
     current = store.get(ref)

@@ -545,3 +545,55 @@ def test_back_office_sends_commands_never_twice(env) -> None:
     assert commands.send_from_backoffice(store, {**detail, "type": "LAUNCH"}) == "failed"
     with pytest.raises(InvalidParameters):
         commands.send_from_backoffice(store, {"type": "STOP_SESSION"})
+
+
+def test_active_profile_updates_go_only_to_partners_that_set_a_profile(env) -> None:
+    from shared.services import charging_profiles
+
+    store, pipe, stub = env["store"], env["pipe"], env["stub"]
+    api = TestClient(load_app("chargingprofiles"), raise_server_exceptions=False)
+    store.put_partner(
+        {
+            **store.get_partner("emsp-a"),
+            "endpoints": [
+                {"identifier": "chargingprofiles", "role": "SENDER", "url": f"{stub.base}/emsp-cp"}
+            ],
+        }
+    )
+    for sid in ("S1", "S3"):
+        pipe.own(
+            events.OWN_PUT,
+            {
+                "module": "sessions",
+                "object": session(sid, ("DE", "ABC"), "2024-05-01T09:00:00Z", status="ACTIVE"),
+            },
+        )
+    active = {"start_date_time": "2024-05-01T09:05:00Z", "charging_profile": PROFILE}
+    # Nobody set a profile on S1 yet: the CPO SHALL NOT call the Sender interface.
+    assert (
+        charging_profiles.own_active_profile(store, {"session_id": "S1", "active_charging_profile": active})
+        == 0
+    )
+    set_body = {"charging_profile": PROFILE, "response_url": f"{stub.base}/cb/set"}
+    assert (
+        api.put("/ocpi/2.2.1/receiver/chargingprofiles/S1", json=set_body, headers=env["a"]).json()["data"][
+            "result"
+        ]
+        == "ACCEPTED"
+    )
+    pipe.queue.clear()
+    pipe.bus.clear()
+    assert (
+        charging_profiles.own_active_profile(store, {"session_id": "S1", "active_charging_profile": active})
+        == 1
+    )
+    assert pipe.run() == []
+    (put,) = stub.calls("PUT")
+    assert (
+        put["path"] == "/ocpi/2.2.1/emsp-cp/S1" and put["body"]["start_date_time"] == "2024-05-01T09:05:00Z"
+    )
+    assert put["headers"]["OCPI-to-party-id"] == "ABC"
+    with pytest.raises(InvalidParameters):
+        charging_profiles.own_active_profile(store, {"session_id": "NOPE", "active_charging_profile": active})
+    with pytest.raises(InvalidParameters):
+        charging_profiles.own_active_profile(store, {"session_id": "S1", "active_charging_profile": {"x": 1}})
