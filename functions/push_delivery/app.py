@@ -40,7 +40,8 @@ metrics = Metrics(namespace="OCPI")
 class _Batch:
     """Per invocation: one partner read per partner, one lock per partner (order within a partner)."""
 
-    def __init__(self) -> None:
+    def __init__(self, context: Any = None) -> None:
+        self.context = context
         self.store = get_store()
         self.settings = push.PushSettings.from_env()
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
@@ -50,6 +51,12 @@ class _Batch:
         if partner_id not in self._partners:
             self._partners[partner_id] = self.store.get_partner(partner_id)
         return self._partners[partner_id]
+
+    def time_left(self) -> float:
+        """Seconds this invocation has left (a record must not start a call it cannot finish:
+        a timed-out invocation would bring every record of the batch back, done ones included)."""
+        getter = getattr(self.context, "get_remaining_time_in_millis", None)
+        return getter() / 1000 if callable(getter) else float("inf")
 
     def deliver(self, delivery: push.Delivery) -> str:
         return push.deliver(self.store, delivery, self.partner(delivery.partner_id), self.settings)
@@ -71,6 +78,14 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
         return "rejected"
     attempt = int(record.attributes.approximate_receive_count or 1)
     async with batch.locks[delivery.partner_id]:
+        # Worst case of one delivery: a PATCH and its PUT fallback, each up to the read timeout.
+        if batch.time_left() < 2 * batch.settings.timeout + 5:
+            await asyncio.to_thread(push.delay, record.receipt_handle, 1)
+            logger.info(
+                "push delivery postponed: the invocation is about to end", extra=delivery.log_fields()
+            )
+            _metric("PushPostponed")
+            raise RuntimeError("postponed: not enough time left in this invocation")
         try:
             label = await asyncio.to_thread(batch.deliver, delivery)
         except push.PushFailed as err:
@@ -78,7 +93,8 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
             extra = {
                 **delivery.log_fields(),
                 "attempt": attempt,
-                "error": err.message,
+                # A partner's message or our request path may quote a token uid: not for tokens.
+                "error": err.message if delivery.module != "tokens" else f"status {err.status_code}",
                 "status_code": err.status_code,
             }
             # The last attempt: visible again at once, so the next receive moves it to the DLQ now
@@ -101,6 +117,8 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
                 "push delivery failed unexpectedly", extra={**delivery.log_fields(), "attempt": attempt}
             )
             _metric("PushErrors")
+            if attempt >= batch.settings.max_attempts:  # to the DLQ: do not leave the mark behind
+                await asyncio.to_thread(push.give_up, batch.store, delivery)
             raise
     logger.info("push delivered", extra={**delivery.log_fields(), "outcome": label, "attempt": attempt})
     _metric(f"Push{label.capitalize()}")
@@ -110,7 +128,7 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
 @metrics.log_metrics
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    batch = _Batch()
+    batch = _Batch(context)
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     async def handle(record: SQSRecord) -> str:

@@ -57,7 +57,8 @@ def record_handler(record: SQSRecord, batch: _Batch) -> int:
         )
         metrics.add_metric(name="PushFanoutRejected", unit=MetricUnit.Count, value=1)
         return 0
-    deliveries = push.fan_out(batch.store, change, batch.partners, batch.settings)
+    redelivered = int(record.attributes.approximate_receive_count or 1) > 1
+    deliveries = push.fan_out(batch.store, change, batch.partners, batch.settings, redelivered=redelivered)
     failed = push.enqueue(deliveries)
     for d in failed:
         batch.store.push_release(d.ref, d.partner_id)

@@ -75,6 +75,7 @@ def receive(
             if seconds <= 0:
                 raise InvalidParameters("Invalid or missing parameters: duration must be positive")
             req["duration"] = seconds
+    commands.check_response_url(who, req["response_url"])
     found = sessions.get_own(store, session_id)
     if found is None or sessions.token_party(found.body) != emsp:
         return {"result": "UNKNOWN_SESSION", "timeout": timeout}, None
@@ -133,7 +134,10 @@ def own_active_profile(store: Any, detail: Any) -> int:
         return 0
     now = datetime.now(UTC)
     ref = ObjectRef(ACTIVE, cc, pid, sid)
-    store.put(ref, {"session_id": sid, "active_charging_profile": profile}, now, collection="cmd")
+    emsp = list(sessions.token_party(found.body))  # the session's eMSP party: OCPI-to-* of the PUT
+    store.put(
+        ref, {"session_id": sid, "active_charging_profile": profile, "emsp": emsp}, now, collection="cmd"
+    )
     for partner_id in partners:
         events.publish(
             events.OWN_CHANGED,

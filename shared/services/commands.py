@@ -113,6 +113,21 @@ def _connector(evse: dict[str, Any], connector_id: str) -> dict[str, Any]:
     return conn
 
 
+def check_response_url(who: Caller, url: str) -> None:
+    """We POST results there with the partner's token: it must be on the partner's own platform (a
+    host of the endpoints it registered), never an arbitrary address (2001). Partners that
+    registered no endpoints are not checked."""
+    from urllib.parse import urlsplit
+
+    hosts = {
+        urlsplit(str(e.get("url", ""))).hostname
+        for e in (who.partner or {}).get("endpoints") or []
+        if isinstance(e, dict)
+    } - {None}
+    if hosts and urlsplit(url).hostname not in hosts:
+        raise InvalidParameters("response_url must point at your own platform (a host of your endpoints)")
+
+
 def reservation_ref(cpo: tuple[str, str], emsp: tuple[str, str], reservation_id: str) -> ObjectRef:
     return ObjectRef(RESERVATIONS, cpo[0], cpo[1], f"{emsp[0]}*{emsp[1]}*{reservation_id}".upper())
 
@@ -138,6 +153,7 @@ def receive(
     if emsp is None:
         raise InvalidParameters("Only an eMSP can send commands: your credentials hold no EMSP role")
     req = validate(COMMAND_MODELS[ctype], raw).to_json_dict()
+    check_response_url(who, req["response_url"])
 
     def reject(message: str, result: str = "REJECTED") -> tuple[dict[str, Any], None]:
         return _answer(result, timeout, message), None

@@ -380,10 +380,19 @@ def addressee(store: Any, change: Change) -> tuple[str, str] | None:
 
 
 def fan_out(
-    store: Any, change: Change, partners: list[dict[str, Any]], settings: PushSettings, now: int | None = None
+    store: Any,
+    change: Change,
+    partners: list[dict[str, Any]],
+    settings: PushSettings,
+    now: int | None = None,
+    *,
+    redelivered: bool = False,
 ) -> list[Delivery]:
     """Count the change for every entitled partner; returns the deliveries to queue (only where none
-    was in flight). ``partners``: the partner list, read once per batch by the caller."""
+    was in flight). ``partners``: the partner list, read once per batch by the caller.
+    ``redelivered``: the fan-out message was received before (an earlier attempt may have set the
+    marks and died before queueing): queue for every partner whatever the marks (a delivery too
+    many is harmless, it sends the current state; a mark without a message would block pushes)."""
     if change.module in ADDRESSED and change.to_party is None:
         to = addressee(store, change)
         if to is None:
@@ -393,7 +402,8 @@ def fan_out(
     if not ids:
         return []
     now = int(time.time()) if now is None else now
-    _, fresh = store.push_mark(change.ref, ids, change.descriptor(), now, settings.lease)
+    lease = -1 if redelivered else settings.lease  # -1: every mark counts as expired
+    _, fresh = store.push_mark(change.ref, ids, change.descriptor(), now, lease)
     ref = change.ref
     return [
         Delivery(p, ref.module, ref.country_code, ref.party_id, ref.object_id, ref.variant) for p in fresh
@@ -479,7 +489,8 @@ def plan(
         url = endpoint_url(partner, "chargingprofiles", "SENDER")
         if current is None or not url:
             return "skipped"
-        emsp = next(iter(partner_parties(partner, "EMSP")), None)
+        to = current.body.get("emsp")
+        emsp = (to[0], to[1]) if isinstance(to, list | tuple) and len(to) == 2 else None
         target = f"{url.rstrip('/')}/{delivery.object_id}"
         return Request("PUT", target, current.body["active_charging_profile"], to_party=emsp)
     base = endpoint_url(partner, module, "RECEIVER")
@@ -577,7 +588,7 @@ def deliver(
     if delivery.module == "commands":
         return _deliver_command(store, delivery, partner, settings, requeue)
     state = store.push_state(ref)  # first the state, then the object: the object is at least as new
-    current = store.get(ref)
+    current = store.get(ref, consistent=True)  # (an eventually consistent read could be older)
     request = plan(delivery, partner, state, current)
     if isinstance(request, str):
         if request in ("skipped", "filtered", "gone"):

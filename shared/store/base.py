@@ -126,7 +126,10 @@ def check_index(index: dict[str, Any] | None) -> dict[str, Any]:
 
 
 class ObjectStore(Protocol):
-    def get(self, ref: ObjectRef) -> StoredObject | None: ...
+    def get(self, ref: ObjectRef, *, consistent: bool = False) -> StoredObject | None:
+        """The object with its children; ``consistent`` asks for a strongly consistent read (the
+        push delivery must see at least what the push state it read says)."""
+        ...
 
     def put(
         self,

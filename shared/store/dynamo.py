@@ -108,10 +108,12 @@ class DynamoStore:
                     time.sleep(min(0.05 * 2**attempt, 1.0))
 
     # ------------------------------------------------------------------ objects
-    def get(self, ref: ObjectRef) -> StoredObject | None:
+    def get(self, ref: ObjectRef, *, consistent: bool = False) -> StoredObject | None:
         pk = keys.object_pk(ref)
         items = self._query_all(
-            KeyConditionExpression="PK = :pk", ExpressionAttributeValues={":pk": {"S": pk}}
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": {"S": pk}},
+            **({"ConsistentRead": True} if consistent else {}),
         )
         header = None
         children: list[Child] = []
@@ -458,8 +460,11 @@ class DynamoStore:
             ExpressionAttributeValues={":pk": {"S": pk}},
             ProjectionExpression="PK, SK",
         )
+        # The push state stays: its seq and in-flight marks must outlive the object, or a delivery
+        # of the deleted object in flight could be confused with the delete's (shared/services/push.py).
+        items = [raw for raw in items if raw["SK"]["S"] != keys.PUSH_SK]
         self._batch_write([{"DeleteRequest": {"Key": raw}} for raw in items])
-        return bool(items)
+        return any(raw["SK"]["S"] == keys.HEADER_SK for raw in items)
 
     # ------------------------------------------------------------------ listing
     def _range(self, q: ListQuery) -> tuple[str, dict]:

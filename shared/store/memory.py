@@ -44,7 +44,7 @@ class MemoryStore:
         self.push: dict[str, PushState] = {}  # object pk -> push state (the `Q` item)
 
     # ------------------------------------------------------------------ objects
-    def get(self, ref: ObjectRef) -> StoredObject | None:
+    def get(self, ref: ObjectRef, *, consistent: bool = False) -> StoredObject | None:
         with self._lock:
             obj = self.objects.get(keys.object_pk(ref))
             if obj is None:
@@ -218,7 +218,6 @@ class MemoryStore:
     def delete(self, ref: ObjectRef) -> bool:
         with self._lock:
             self.index.pop(keys.object_pk(ref), None)
-            self.push.pop(keys.object_pk(ref), None)  # the whole partition goes, as in DynamoDB
             return self.objects.pop(keys.object_pk(ref), None) is not None
 
     def list(self, q: ListQuery) -> Page:

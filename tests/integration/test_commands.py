@@ -597,3 +597,19 @@ def test_active_profile_updates_go_only_to_partners_that_set_a_profile(env) -> N
         charging_profiles.own_active_profile(store, {"session_id": "NOPE", "active_charging_profile": active})
     with pytest.raises(InvalidParameters):
         charging_profiles.own_active_profile(store, {"session_id": "S1", "active_charging_profile": {"x": 1}})
+
+
+def test_response_url_must_be_on_the_callers_platform(env) -> None:
+    store = env["store"]
+    store.put_partner(
+        {
+            **store.get_partner("emsp-a"),
+            "endpoints": [
+                {"identifier": "commands", "role": "SENDER", "url": f"{env['stub'].base}/commands"}
+            ],
+        }
+    )
+    elsewhere = {**start(env, "x"), "response_url": "http://169.254.169.254/latest/meta-data"}
+    code, body = post(env, "START_SESSION", elsewhere)
+    assert (code, body["status_code"]) == (200, 2001) and "response_url" in body["status_message"]
+    assert answer(*post(env, "START_SESSION", start(env, "ok"))) == (200, 1000, "ACCEPTED")

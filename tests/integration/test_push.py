@@ -353,8 +353,9 @@ def test_change_during_a_delivery_gets_a_follow_up_and_order_holds(
     pipe.queue.clear()
     real_get = pipe.store.get
 
-    def get_then_change(ref: ObjectRef):  # the object changes between our read of the push state and the send
-        found = real_get(ref)
+    # The object changes between our read of the push state and the send.
+    def get_then_change(ref: ObjectRef, **kw: Any):
+        found = real_get(ref, **kw)
         pipe.store.get = real_get
         evse_status(pipe, "CHARGING", "2024-05-01T10:00:00Z")
         assert pipe.fan_out() == 0  # a delivery is in flight: the change is only counted
@@ -536,3 +537,27 @@ def test_evse_patch_event_names_the_fields(memory_store) -> None:
     detail = json.loads(memory_store.published[-1]["Detail"])
     assert detail["fields"] == ["last_updated", "status"] and detail["evse_uid"] == "3256"
     assert evse()["uid"] == "3256"
+
+
+def test_push_state_outlives_a_deleted_object(any_store) -> None:
+    from shared.store.base import ObjectRef as Ref
+
+    ref = Ref("tariffs", "NL", "CPO", "T1")
+    ingest.apply(any_store, events.OWN_PUT, {"module": "tariffs", "object": tariff()})
+    any_store.push_mark(ref, ["p"], {"action": "put"}, now=1000, lease=100)
+    assert any_store.delete(ref) is True and any_store.get(ref) is None
+    assert any_store.delete(ref) is False
+    state = any_store.push_state(ref)  # seq and marks go on: a late ack of the old delivery cannot
+    assert state.seq == 1 and "p" in state.inflight  # be taken for the delete's
+    assert any_store.push_mark(ref, ["p"], {"action": "delete"}, now=1001, lease=100) == (2, [])
+
+
+def test_redelivered_fan_out_requeues_whatever_the_marks(pipe: Pipeline, stub: ReceiverStub) -> None:
+    pipe.store.put_partner(partner(EMSP, "EMSP", "DE", "ABC", stub))
+    put_location(pipe)
+    change = push.Change("locations", "put", "NL", "CPO", "LOC1")
+    partners = pipe.store.list_partners()
+    assert len(push.fan_out(pipe.store, change, partners, FAST)) == 1
+    # The first attempt died after marking, before queueing: its retry queues anyway.
+    assert push.fan_out(pipe.store, change, partners, FAST) == []
+    assert len(push.fan_out(pipe.store, change, partners, FAST, redelivered=True)) == 1
