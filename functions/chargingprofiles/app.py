@@ -26,11 +26,9 @@ RECEIVER = "/ocpi/{version}/receiver/chargingprofiles/{session_id}"
 
 
 def _answer(who: Caller, answer: dict[str, Any], stored: Any) -> OcpiResponse:
-    if stored is not None:  # when the result is due: see commands (a timeout check)
-        ref = stored.ref
-        check = push.Delivery(who.partner_id, commands.MODULE, ref.country_code, ref.party_id, ref.object_id)
-        if push.enqueue([check], delay_seconds=answer["timeout"]):
-            logger.error("charging profile timeout check not queued", extra={"command_id": ref.object_id})
+    # When the result is due (see commands): a delayed delivery sends it, or nothing if none came.
+    if stored is not None and not push.queue_timeout_check(who.partner_id, stored.ref, answer["timeout"]):
+        logger.error("charging profile timeout check not queued", extra={"command_id": stored.ref.object_id})
     return OcpiResponse(answer)
 
 

@@ -26,14 +26,9 @@ router = APIRouter()
 async def receive(command: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     body = await json_body(request)
     answer, stored = commands.receive(get_store(), who, from_party(request), command, body)
-    if stored is not None:
-        # The timeout: a delivery message delayed until then; it sends TIMEOUT unless a result came.
-        ref = stored.ref
-        timeout_check = push.Delivery(
-            who.partner_id, commands.MODULE, ref.country_code, ref.party_id, ref.object_id
-        )
-        if push.enqueue([timeout_check], delay_seconds=answer["timeout"]):
-            logger.error("command timeout check not queued", extra={"command_id": ref.object_id})
+    # The timeout: a delivery message delayed until then; it sends TIMEOUT unless a result came.
+    if stored is not None and not push.queue_timeout_check(who.partner_id, stored.ref, answer["timeout"]):
+        logger.error("command timeout check not queued", extra={"command_id": stored.ref.object_id})
     return OcpiResponse(answer)
 
 

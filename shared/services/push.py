@@ -660,6 +660,13 @@ def _deliver_command(
     return "post"
 
 
+def queue_timeout_check(partner_id: str, ref: ObjectRef, delay_seconds: int) -> bool:
+    """Queue the delayed delivery of an accepted command or charging profile request: when it comes,
+    it sends the result, or TIMEOUT if none came (:func:`_deliver_command`). False if SQS refused."""
+    check = Delivery(partner_id, ref.module, ref.country_code, ref.party_id, ref.object_id)
+    return not enqueue([check], delay_seconds=delay_seconds)
+
+
 def _requeue(delivery: Delivery) -> bool:
     """Queue one delivery; True if SQS did not take it."""
     return bool(enqueue([delivery]))

@@ -17,21 +17,11 @@ import pytest
 from shared import events
 from shared.services import ingest, push
 from tests.integration.test_ingest import location
+from tests.integration.test_lambda_events import Context
 from tests.integration.test_push import partner
 from tests.receiver_stub import ReceiverStub
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:eu-west-1:123456789012:function:test"
-    aws_request_id = "req"
-
-    @staticmethod
-    def get_remaining_time_in_millis() -> int:
-        return 60000
 
 
 def handler(name: str) -> Any:
