@@ -202,6 +202,7 @@ class Delivery:
     party_id: str
     object_id: str
     variant: str = ""
+    timeout_check: bool = False  # commands: the delayed message that sends TIMEOUT if no result came
 
     @property
     def ref(self) -> ObjectRef:
@@ -217,6 +218,8 @@ class Delivery:
         }
         if self.variant:
             body["type"] = self.variant
+        if self.timeout_check:
+            body["timeout_check"] = True
         return json.dumps(body, separators=(",", ":"))
 
     @classmethod
@@ -230,6 +233,7 @@ class Delivery:
                 party_id=str(d["party_id"]),
                 object_id=str(d["id"]),
                 variant=str(d.get("type") or ""),
+                timeout_check=d.get("timeout_check") is True,
             )
             if out.module not in TARGET_ROLE and out.module not in DIRECT:
                 raise ValueError(out.module)
@@ -637,6 +641,10 @@ def _deliver_command(
     if delivery.partner_id in state.acked:
         return "already"
     result = commands.ensure_result(store, ref)
+    if result is not None and delivery.timeout_check and result.get("source") != "timeout":
+        # The back office answered in time: the fan-out's delivery sends that result, not this check
+        # (one sender per result: no double POST when the answer and the timeout cross).
+        return "answered"
     if result is None:
         if enqueue([delivery], delay_seconds=commands.seconds_left(store, ref)):
             raise PushFailed("the timeout check could not be queued again")
@@ -663,7 +671,9 @@ def _deliver_command(
 def queue_timeout_check(partner_id: str, ref: ObjectRef, delay_seconds: int) -> bool:
     """Queue the delayed delivery of an accepted command or charging profile request: when it comes,
     it sends the result, or TIMEOUT if none came (:func:`_deliver_command`). False if SQS refused."""
-    check = Delivery(partner_id, ref.module, ref.country_code, ref.party_id, ref.object_id)
+    check = Delivery(
+        partner_id, ref.module, ref.country_code, ref.party_id, ref.object_id, timeout_check=True
+    )
     return not enqueue([check], delay_seconds=delay_seconds)
 
 

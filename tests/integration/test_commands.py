@@ -613,3 +613,18 @@ def test_response_url_must_be_on_the_callers_platform(env) -> None:
     code, body = post(env, "START_SESSION", elsewhere)
     assert (code, body["status_code"]) == (200, 2001) and "response_url" in body["status_message"]
     assert answer(*post(env, "START_SESSION", start(env, "ok"))) == (200, 1000, "ACCEPTED")
+
+
+def test_answer_and_timeout_crossing_post_the_result_once(env, monkeypatch) -> None:
+    store, pipe, stub = env["store"], env["pipe"], env["stub"]
+    post(env, "START_SESSION", start(env, "cross"))
+    (check,) = pipe.queue
+    assert check.timeout_check and push.Delivery.from_message(check.to_message()) == check
+    pipe.queue.clear()
+    assert commands.record_result(store, {"command_id": check.object_id, "result": "ACCEPTED"}) == "applied"
+    # The timeout check runs first (after the timeout, before the result's own delivery): not its job.
+    monkeypatch.setattr(commands, "ensure_result", _expired(commands.ensure_result))
+    assert push.deliver(store, check, store.get_partner("emsp-a"), FAST) == "answered"
+    assert stub.calls() == []
+    assert pipe.run() == []
+    assert [r["body"] for r in stub.calls("POST")] == [{"result": "ACCEPTED"}]
