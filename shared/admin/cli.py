@@ -24,6 +24,8 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin push dlq                            # pushes that failed every attempt
     ocpi-admin push replay [--partner P] [--message-id ID ...]  # back to the delivery queue
     ocpi-admin push resync PARTNER_ID [--module M] # queue a PUT of every object it is entitled to
+    ocpi-admin price --tariff TARIFF.json --cdr CDR.json [--time-zone ZONE] [--no-breakdown]
+                                                   # the tariff engine, offline: every CDR total
 """
 
 from __future__ import annotations
@@ -338,6 +340,33 @@ def cmd_profile(args: argparse.Namespace) -> int:
     return EXIT_OK if out["response"].get("result") == "ACCEPTED" else EXIT_ERROR
 
 
+def cmd_price(args: argparse.Namespace) -> int:
+    """Price a CDR's charging periods with tariffs from files (no AWS): the CDR's cost fields as
+    the engine computes them, and the breakdown that explains them."""
+    from shared import jsonutil
+    from shared.pricing import price_cdr
+
+    def read(path: str) -> Any:
+        data = jsonutil.loads(Path(path).read_bytes())
+        if isinstance(data, dict) and "data" in data and "status_code" in data:
+            data = data["data"]  # an OCPI response envelope, as the spec's example files are
+        return data
+
+    tariffs: list[Any] = []
+    for path in args.tariff:
+        data = read(path)
+        tariffs.extend(data if isinstance(data, list) else [data])
+    cdr = read(args.cdr)
+    if not tariffs and isinstance(cdr, dict):
+        tariffs = list(cdr.get("tariffs") or [])  # the tariffs the CDR carries
+    if not tariffs:
+        raise SystemExit("error: no tariff: pass --tariff or a CDR with `tariffs`")
+    result = price_cdr(cdr, tariffs, time_zone=args.time_zone)
+    # Decimal -> JSON number text (exact: money has MONEY_PLACES decimals), then indented.
+    print(json.dumps(json.loads(jsonutil.dumps(result.to_json(breakdown=not args.no_breakdown))), indent=2))
+    return EXIT_OK
+
+
 def cmd_command_status(args: argparse.Namespace) -> int:
     from shared.services import commands
 
@@ -436,6 +465,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("command-status", help="as eMSP: a command we sent, its response and result")
     p.add_argument("command_id")
     p.set_defaults(func=cmd_command_status)
+
+    p = sub.add_parser("price", help="price a CDR's charging periods with a tariff (offline)")
+    p.add_argument("--tariff", action="append", default=[], help="a Tariff JSON file (repeatable)")
+    p.add_argument("--cdr", required=True, help="a CDR JSON file (its charging_periods are priced)")
+    p.add_argument("--time-zone", help="IANA time zone of the location (default UTC)")
+    p.add_argument("--no-breakdown", action="store_true", help="only the totals")
+    p.set_defaults(func=cmd_price)
 
     p = sub.add_parser("push", help="push pipeline: dead-letter queue, replay, resync")
     p.add_argument("action", choices=["dlq", "replay", "resync"])

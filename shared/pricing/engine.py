@@ -1,0 +1,818 @@
+"""The tariff engine: prices charging periods with OCPI 2.2.1 tariffs (mod_tariffs, mod_cdrs).
+
+Pure: no AWS, no web framework, no clock. Input is JSON-like dicts (a CDR or a Session and one or
+more Tariffs), output a `PriceResult` with every cost total of the CDR and a breakdown line per
+period and dimension that explains each amount. Decimal throughout; the only rounding is in
+`PriceResult.to_json` (money to `MONEY_PLACES` decimals, half up), because a JSON number must be
+finite while exact quotients (price per hour x seconds / 3600) can be repeating decimals. OCPI itself
+leaves rounding to contracts and law (mod_tariffs 11.3.1, NOTE on price rounding).
+
+Rules, each where the spec states it:
+
+- Periods (mod_cdrs ChargingPeriod): a period ends where the next starts, the last at the session's
+  end. The CPO starts a new period at every event that can change the active price component, so
+  restrictions are evaluated at the period's start. A period with none of TIME, PARKING_TIME,
+  RESERVATION_TIME counts its whole duration as charging TIME (a CDR that lists only energy).
+- Element choice (mod_tariffs 11.3.1): per period and per dimension, the first element holding a
+  component of that dimension whose restrictions all match (logical AND). No match: no cost for
+  that dimension in that period.
+- Restrictions (mod_tariffs TariffRestrictions): start/end_time, start/end_date and day_of_week
+  in the location's local time (IANA zone: daylight saving follows from the instant, durations
+  are elapsed time); end_time 00:00 is midnight, end < start wraps past midnight; start_date
+  inclusive, end_date exclusive; min_kwh inclusive and max_kwh exclusive against the energy
+  charged before the period; min_duration inclusive, max_duration exclusive against the seconds
+  since the charging session started; current and power against the period's CURRENT/POWER
+  dimension, else MIN_* (for min_) or MAX_* (for max_), else power as ENERGY / TIME. A value the
+  period does not give makes that restriction not match.
+- Reservations (mod_tariffs ReservationRestrictionType, examples 15-18): periods with a
+  RESERVATION_TIME dimension form the reservation; only elements with a `reservation`
+  restriction price them (FLAT, and TIME for the reserved time), and such elements price nothing
+  else. A reservation is expired when no charging period follows it: RESERVATION_EXPIRES elements
+  are then searched first (the NOTE under the enum), then RESERVATION elements.
+- FLAT: billed once for the reservation and once for the charging session, at the first period
+  of each where a FLAT component is active (example 16 bills both the reservation fee and the
+  start fee).
+- step_size (mod_cdrs "step_size"): once per session for ENERGY: the billed total (Wh) is rounded
+  up to a multiple of the step of the last ENERGY line's component; and once for TIME and
+  PARKING_TIME combined: only the kind of the last time-based line (charging TIME, PARKING_TIME,
+  or reservation TIME) has its session total rounded up, with that line's step (seconds). The
+  extra goes to that last line (mod_tariffs "switching to Free-of-Charge Tariff Element").
+- VAT per component (mod_tariffs PriceComponent.vat): incl = excl x (1 + vat / 100). A component
+  without `vat` has no VAT applicable, which is not 0 %: its line has no incl amount; a total has an
+  `incl_vat` when at least one of its lines has a VAT (lines without VAT then count their excl).
+- min_price / max_price (mod_tariffs Tariff, NOTEs): bound `total_cost`, excl and incl VAT
+  separately; the sub-totals are left as computed (the breakdown carries the adjustment).
+- Validity (Tariff.start_date_time / end_date_time): a tariff prices a period that starts in
+  [start_date_time, end_date_time). A period names its tariff with `tariff_id`; when that tariff
+  is not given or not valid, the first valid tariff given prices it (noted in `notes`).
+- Sub-totals (mod_cdrs CDR object): total_fixed_cost = FLAT outside the reservation;
+  total_reservation_cost = everything of the reservation (its FLAT included); total_time_cost =
+  charging TIME; total_parking_cost = PARKING_TIME; total_energy_cost = ENERGY.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import decimal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
+from functools import lru_cache
+from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from shared.models.types import parse_datetime
+
+MONEY_PLACES = 4
+QUANTITY_PLACES = 6
+
+FLAT = "FLAT"
+ENERGY = "ENERGY"
+TIME = "TIME"
+PARKING_TIME = "PARKING_TIME"
+DIMENSIONS = (FLAT, ENERGY, TIME, PARKING_TIME)
+RESERVATION_DIMENSIONS = (FLAT, TIME)
+RESERVATION = "RESERVATION"
+RESERVATION_EXPIRES = "RESERVATION_EXPIRES"
+DAYS = ("MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY")
+TOTALS = (
+    "total_cost",
+    "total_fixed_cost",
+    "total_energy_cost",
+    "total_time_cost",
+    "total_parking_cost",
+    "total_reservation_cost",
+)
+
+_ZERO = Decimal(0)
+_ONE = Decimal(1)
+_HUNDRED = Decimal(100)
+_HOUR = Decimal(3600)
+_THOUSAND = Decimal(1000)
+_DAY_SECONDS = 86400
+# Enough digits that a month of per-second quantities times any price stays exact until the last
+# division by 3600 (the only inexact step).
+_CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
+
+
+class PricingError(ValueError):
+    """Input the engine cannot price: missing or malformed fields, currency mismatch, unknown zone."""
+
+
+class Price(NamedTuple):
+    excl_vat: Decimal
+    incl_vat: Decimal | None
+
+
+# ----------------------------------------------------------------------------- compiled input
+@dataclass(frozen=True, slots=True)
+class Component:
+    dimension: str
+    price: Decimal
+    vat: Decimal | None
+    step_size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Restrictions:
+    start_time: int | None = None  # seconds of the local day
+    end_time: int | None = None
+    start_date: str | None = None  # YYYY-MM-DD compares as text
+    end_date: str | None = None
+    min_kwh: Decimal | None = None
+    max_kwh: Decimal | None = None
+    min_current: Decimal | None = None
+    max_current: Decimal | None = None
+    min_power: Decimal | None = None
+    max_power: Decimal | None = None
+    min_duration: int | None = None
+    max_duration: int | None = None
+    days: frozenset[str] | None = None
+    reservation: str | None = None
+    local: bool = False  # needs the local time
+
+
+@dataclass(frozen=True, slots=True)
+class Element:
+    index: int
+    components: dict[str, Component]  # the first component of each dimension in the element
+    restrictions: Restrictions | None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledTariff:
+    id: str
+    currency: str
+    elements: tuple[Element, ...]
+    min_price: Price | None
+    max_price: Price | None
+    start: datetime | None
+    end: datetime | None
+
+    def valid_at(self, instant: datetime) -> bool:
+        return (self.start is None or instant >= self.start) and (self.end is None or instant < self.end)
+
+
+def _decimal(value: Any, what: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise PricingError(f"{what} must be a number")
+    if isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))  # the shortest text that reads back: 0.25, not 0.2500000001
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value)
+        except decimal.InvalidOperation:
+            raise PricingError(f"{what} must be a number, got {value!r}") from None
+    else:
+        raise PricingError(f"{what} must be a number")
+    if not result.is_finite():
+        raise PricingError(f"{what} must be a finite number")
+    return result
+
+
+def _opt_decimal(value: Any, what: str) -> Decimal | None:
+    return None if value is None else _decimal(value, what)
+
+
+def _time_of_day(value: Any, what: str, *, end: bool) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) != 5 or value[2] != ":":
+        raise PricingError(f"{what} must be HH:MM")
+    try:
+        hours, minutes = int(value[:2]), int(value[3:])
+    except ValueError:
+        raise PricingError(f"{what} must be HH:MM") from None
+    if not (0 <= hours < 24 and 0 <= minutes < 60):
+        raise PricingError(f"{what} must be HH:MM")
+    seconds = hours * 3600 + minutes * 60
+    # "To stop at end of the day use: 00:00" (TariffRestrictions.end_time).
+    return _DAY_SECONDS if end and seconds == 0 else seconds
+
+
+def _date(value: Any, what: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        datetime.strptime(value, "%Y-%m-%d")
+    except (TypeError, ValueError):
+        raise PricingError(f"{what} must be YYYY-MM-DD") from None
+    return value
+
+
+def _price(value: Any, what: str) -> Price | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise PricingError(f"{what} must be a Price object")
+    excl = _decimal(value.get("excl_vat"), f"{what}.excl_vat")
+    return Price(excl, _opt_decimal(value.get("incl_vat"), f"{what}.incl_vat"))
+
+
+def _restrictions(raw: Any, where: str) -> Restrictions | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping):
+        raise PricingError(f"{where}.restrictions must be an object")
+    days = raw.get("day_of_week")
+    if days is not None:
+        if not isinstance(days, list) or any(d not in DAYS for d in days):
+            raise PricingError(f"{where}.restrictions.day_of_week must list DayOfWeek values")
+        days = frozenset(days) if days else None
+    reservation = raw.get("reservation")
+    if reservation is not None and reservation not in (RESERVATION, RESERVATION_EXPIRES):
+        raise PricingError(f"{where}.restrictions.reservation must be RESERVATION or RESERVATION_EXPIRES")
+
+    def num(name: str) -> Decimal | None:
+        return _opt_decimal(raw.get(name), f"{where}.restrictions.{name}")
+
+    def seconds(name: str) -> int | None:
+        value = num(name)
+        return None if value is None else int(value)
+
+    r = Restrictions(
+        start_time=_time_of_day(raw.get("start_time"), f"{where}.restrictions.start_time", end=False),
+        end_time=_time_of_day(raw.get("end_time"), f"{where}.restrictions.end_time", end=True),
+        start_date=_date(raw.get("start_date"), f"{where}.restrictions.start_date"),
+        end_date=_date(raw.get("end_date"), f"{where}.restrictions.end_date"),
+        min_kwh=num("min_kwh"),
+        max_kwh=num("max_kwh"),
+        min_current=num("min_current"),
+        max_current=num("max_current"),
+        min_power=num("min_power"),
+        max_power=num("max_power"),
+        min_duration=seconds("min_duration"),
+        max_duration=seconds("max_duration"),
+        days=days,
+        reservation=reservation,
+    )
+    local = r.start_time is not None or r.end_time is not None or r.start_date or r.end_date or r.days
+    return dataclasses.replace(r, local=bool(local))
+
+
+def compile_tariff(raw: Mapping[str, Any] | CompiledTariff) -> CompiledTariff:
+    """A tariff (the JSON object of mod_tariffs) in the form the engine walks; a compiled tariff is
+    returned as is, so callers pricing many CDRs with one tariff compile it once."""
+    if isinstance(raw, CompiledTariff):
+        return raw
+    if not isinstance(raw, Mapping):
+        raise PricingError("a tariff must be a JSON object")
+    if isinstance(raw.get("data"), Mapping) and "elements" not in raw:
+        raw = raw["data"]  # a response envelope, as the spec's example files are
+    elements_raw = raw.get("elements")
+    if not isinstance(elements_raw, list) or not elements_raw:
+        raise PricingError("tariff.elements must be a non-empty list")
+    elements = []
+    for i, element in enumerate(elements_raw):
+        where = f"tariff.elements[{i}]"
+        if not isinstance(element, Mapping) or not isinstance(element.get("price_components"), list):
+            raise PricingError(f"{where}.price_components must be a list")
+        components: dict[str, Component] = {}
+        for j, pc in enumerate(element["price_components"]):
+            if not isinstance(pc, Mapping) or pc.get("type") not in DIMENSIONS:
+                raise PricingError(f"{where}.price_components[{j}].type must be a TariffDimensionType")
+            step = _decimal(pc.get("step_size", 1), f"{where}.price_components[{j}].step_size")
+            if step < 0 or step != step.to_integral_value():
+                raise PricingError(f"{where}.price_components[{j}].step_size must be a whole number >= 0")
+            components.setdefault(
+                pc["type"],
+                Component(
+                    pc["type"],
+                    _decimal(pc.get("price"), f"{where}.price_components[{j}].price"),
+                    _opt_decimal(pc.get("vat"), f"{where}.price_components[{j}].vat"),
+                    int(step),
+                ),
+            )
+        elements.append(Element(i, components, _restrictions(element.get("restrictions"), where)))
+    currency = raw.get("currency")
+    if not isinstance(currency, str) or not currency:
+        raise PricingError("tariff.currency is required")
+    return CompiledTariff(
+        id=str(raw.get("id") or ""),
+        currency=currency.upper(),
+        elements=tuple(elements),
+        min_price=_price(raw.get("min_price"), "tariff.min_price"),
+        max_price=_price(raw.get("max_price"), "tariff.max_price"),
+        start=_instant(raw.get("start_date_time"), "tariff.start_date_time", optional=True),
+        end=_instant(raw.get("end_date_time"), "tariff.end_date_time", optional=True),
+    )
+
+
+def _instant(value: Any, what: str, *, optional: bool = False) -> datetime | None:
+    if value is None and optional:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        raise PricingError(f"{what}: {exc}") from None
+
+
+@lru_cache(maxsize=512)
+def _zone(name: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PricingError(f"unknown time zone {name!r}") from None
+
+
+# ----------------------------------------------------------------------------- periods
+@dataclass(slots=True)
+class _Period:
+    index: int
+    start: datetime
+    end: datetime
+    seconds: Decimal
+    dims: dict[str, Decimal]
+    tariff_id: str | None
+    reservation: bool
+    local: datetime | None = None
+    energy_before: Decimal = _ZERO
+    session_seconds: Decimal = _ZERO
+
+
+def _periods(raw_periods: Any, end: datetime) -> list[_Period]:
+    if not isinstance(raw_periods, list) or not raw_periods:
+        raise PricingError("charging_periods must be a non-empty list")
+    parsed = []
+    for i, raw in enumerate(raw_periods):
+        if not isinstance(raw, Mapping):
+            raise PricingError(f"charging_periods[{i}] must be an object")
+        start = _instant(raw.get("start_date_time"), f"charging_periods[{i}].start_date_time")
+        dims: dict[str, Decimal] = {}
+        dimensions = raw.get("dimensions")
+        if not isinstance(dimensions, list):
+            raise PricingError(f"charging_periods[{i}].dimensions must be a list")
+        for j, dim in enumerate(dimensions):
+            if not isinstance(dim, Mapping) or not isinstance(dim.get("type"), str):
+                raise PricingError(f"charging_periods[{i}].dimensions[{j}] must have a type")
+            volume = _decimal(dim.get("volume"), f"charging_periods[{i}].dimensions[{j}].volume")
+            dims[dim["type"]] = dims.get(dim["type"], _ZERO) + volume
+        tariff_id = raw.get("tariff_id")
+        parsed.append((start, i, dims, str(tariff_id).upper() if tariff_id else None))
+    parsed.sort(key=lambda p: (p[0], p[1]))  # time order; a stable sort keeps equal starts as sent
+    periods = []
+    for n, (start, i, dims, tariff_id) in enumerate(parsed):
+        stop = parsed[n + 1][0] if n + 1 < len(parsed) else end
+        if stop < start:
+            raise PricingError(f"charging_periods[{i}] starts after the session's end")
+        seconds = Decimal((stop - start).days * _DAY_SECONDS + (stop - start).seconds) + Decimal(
+            (stop - start).microseconds
+        ) / Decimal(1_000_000)
+        periods.append(_Period(i, start, stop, seconds, dims, tariff_id, "RESERVATION_TIME" in dims))
+    return periods
+
+
+# ----------------------------------------------------------------------------- matching
+def _measure(period: _Period, average: str, bound: str) -> Decimal | None:
+    if average in period.dims:
+        return period.dims[average]
+    if bound in period.dims:
+        return period.dims[bound]
+    return None
+
+
+def _power(period: _Period, bound: str) -> Decimal | None:
+    value = _measure(period, "POWER", bound)
+    if value is not None:
+        return value
+    hours = period.dims.get(TIME)
+    energy = period.dims.get(ENERGY)
+    if hours and energy is not None and hours > 0:
+        return _CONTEXT.divide(energy, hours)
+    return None
+
+
+def _matches(r: Restrictions | None, p: _Period, expired: bool) -> bool:
+    if r is None:
+        return not p.reservation
+    if r.reservation is None:
+        if p.reservation:
+            return False
+    else:
+        if not p.reservation:
+            return False
+        if r.reservation == RESERVATION_EXPIRES and not expired:
+            return False
+    if r.local:
+        local = p.local
+        assert local is not None
+        if r.start_time is not None or r.end_time is not None:
+            t = local.hour * 3600 + local.minute * 60 + local.second
+            lo = r.start_time if r.start_time is not None else 0
+            hi = r.end_time if r.end_time is not None else _DAY_SECONDS
+            if lo < hi:
+                if not lo <= t < hi:
+                    return False
+            elif lo > hi and not (t >= lo or t < hi):  # wraps past midnight
+                return False
+        if r.start_date is not None or r.end_date is not None:
+            day = f"{local.year:04d}-{local.month:02d}-{local.day:02d}"
+            if r.start_date is not None and day < r.start_date:
+                return False
+            if r.end_date is not None and day >= r.end_date:
+                return False
+        if r.days is not None and DAYS[local.weekday()] not in r.days:
+            return False
+    if r.min_kwh is not None and p.energy_before < r.min_kwh:
+        return False
+    if r.max_kwh is not None and p.energy_before >= r.max_kwh:
+        return False
+    if r.min_duration is not None and p.session_seconds < r.min_duration:
+        return False
+    if r.max_duration is not None and p.session_seconds >= r.max_duration:
+        return False
+    if r.min_current is not None:
+        value = _measure(p, "CURRENT", "MIN_CURRENT")
+        if value is None or value < r.min_current:
+            return False
+    if r.max_current is not None:
+        value = _measure(p, "CURRENT", "MAX_CURRENT")
+        if value is None or value >= r.max_current:
+            return False
+    if r.min_power is not None:
+        value = _power(p, "MIN_POWER")
+        if value is None or value < r.min_power:
+            return False
+    if r.max_power is not None:
+        value = _power(p, "MAX_POWER")
+        if value is None or value >= r.max_power:
+            return False
+    return True
+
+
+def _active(
+    tariff: CompiledTariff, p: _Period, dimension: str, expired: bool
+) -> tuple[Element, Component] | None:
+    elements = tariff.elements
+    if p.reservation and expired:
+        # NOTE under ReservationRestrictionType: an expired reservation is priced by the
+        # RESERVATION_EXPIRES element first.
+        expires = [
+            e for e in elements if e.restrictions and e.restrictions.reservation == RESERVATION_EXPIRES
+        ]
+        elements = (*expires, *(e for e in elements if all(e is not x for x in expires)))
+    for element in elements:
+        component = element.components.get(dimension)
+        if component is not None and _matches(element.restrictions, p, expired):
+            return element, component
+    return None
+
+
+# ----------------------------------------------------------------------------- result
+@dataclass(slots=True)
+class Line:
+    """One priced quantity: a dimension of a period under one price component."""
+
+    period_index: int
+    dimension: str
+    reservation: bool
+    quantity: Decimal  # kWh for ENERGY, seconds for TIME and PARKING_TIME, 1 for FLAT
+    price: Decimal
+    vat: Decimal | None
+    step_size: int
+    tariff_id: str
+    element_index: int
+    step_extra: Decimal = _ZERO
+    cost_excl: Decimal = _ZERO
+    cost_incl: Decimal | None = None
+
+    @property
+    def category(self) -> str:
+        if self.reservation:
+            return "total_reservation_cost"
+        return {
+            FLAT: "total_fixed_cost",
+            ENERGY: "total_energy_cost",
+            TIME: "total_time_cost",
+            PARKING_TIME: "total_parking_cost",
+        }[self.dimension]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "period_index": self.period_index,
+            "dimension": self.dimension,
+            "reservation": self.reservation,
+            "quantity": _text(self.quantity),
+            "unit": {FLAT: "1", ENERGY: "kWh", TIME: "s", PARKING_TIME: "s"}[self.dimension],
+            "step_extra": _text(self.step_extra),
+            "step_size": self.step_size,
+            "price": _text(self.price),
+            "vat": None if self.vat is None else _text(self.vat),
+            "cost_excl_vat": _text(self.cost_excl),
+            "cost_incl_vat": None if self.cost_incl is None else _text(self.cost_incl),
+            "tariff_id": self.tariff_id,
+            "element_index": self.element_index,
+        }
+        return out
+
+
+def _text(value: Decimal) -> str:
+    """Exact text of a Decimal for the breakdown (no exponent, no trailing zeros)."""
+    text = format(value.normalize(_CONTEXT), "f")
+    return "0" if text in ("-0", "") else text
+
+
+def _round(value: Decimal, places: int) -> Decimal:
+    return value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP, context=_CONTEXT)
+
+
+def _json_number(value: Decimal, places: int) -> int | Decimal:
+    rounded = _round(value, places).normalize(_CONTEXT)
+    if rounded == rounded.to_integral_value():
+        return int(rounded)
+    return rounded
+
+
+@dataclass(slots=True)
+class PriceResult:
+    currency: str
+    totals: dict[str, Price]
+    lines: list[Line]
+    total_energy: Decimal
+    total_time: Decimal  # hours
+    total_parking_time: Decimal  # hours
+    adjustment: Price = field(default_factory=lambda: Price(_ZERO, None))  # min/max_price correction
+    tariff_ids: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_json(self, *, breakdown: bool = True) -> dict[str, Any]:
+        """The CDR fields (same names as the CDR object) as JSON numbers: money rounded half up to
+        `MONEY_PLACES` decimals, quantities to `QUANTITY_PLACES` (Decimal or int values: serialise
+        with `shared.jsonutil.dumps`, exact for these <= 15 significant digits)."""
+        out: dict[str, Any] = {"currency": self.currency}
+        for name in TOTALS:
+            price = self.totals[name]
+            entry: dict[str, Any] = {"excl_vat": _json_number(price.excl_vat, MONEY_PLACES)}
+            if price.incl_vat is not None:
+                entry["incl_vat"] = _json_number(price.incl_vat, MONEY_PLACES)
+            out[name] = entry
+        out["total_energy"] = _json_number(self.total_energy, QUANTITY_PLACES)
+        out["total_time"] = _json_number(self.total_time, QUANTITY_PLACES)
+        out["total_parking_time"] = _json_number(self.total_parking_time, QUANTITY_PLACES)
+        if breakdown:
+            out["breakdown"] = [line.to_json() for line in self.lines]
+            out["min_max_adjustment"] = {
+                "excl_vat": _text(self.adjustment.excl_vat),
+                "incl_vat": None if self.adjustment.incl_vat is None else _text(self.adjustment.incl_vat),
+            }
+            out["tariff_ids"] = list(self.tariff_ids)
+            out["notes"] = list(self.notes)
+        return out
+
+
+# ----------------------------------------------------------------------------- pricing
+def _tariff_list(tariffs: Mapping[str, Any] | CompiledTariff | Sequence[Any]) -> list[CompiledTariff]:
+    if isinstance(tariffs, (Mapping, CompiledTariff)):
+        tariffs = [tariffs]
+    compiled = [compile_tariff(t) for t in tariffs]
+    if not compiled:
+        raise PricingError("at least one tariff is needed")
+    return compiled
+
+
+def _choose(p: _Period, tariffs: list[CompiledTariff], notes: list[str]) -> CompiledTariff | None:
+    if p.tariff_id is not None:
+        for tariff in tariffs:
+            if tariff.id.upper() == p.tariff_id and tariff.valid_at(p.start):
+                return tariff
+    for tariff in tariffs:
+        if tariff.valid_at(p.start):
+            if p.tariff_id is not None:
+                notes.append(
+                    f"period {p.index}: tariff {p.tariff_id} not given or not valid, priced with {tariff.id}"
+                )
+            return tariff
+    notes.append(f"period {p.index}: no tariff valid at {p.start.isoformat()}, not priced")
+    return None
+
+
+def _with_vat(excl: Decimal, vat: Decimal | None) -> Decimal | None:
+    if vat is None:
+        return None
+    return _CONTEXT.multiply(excl, _ONE + _CONTEXT.divide(vat, _HUNDRED))
+
+
+def _cost(line: Line) -> None:
+    if line.dimension == FLAT:
+        excl = line.price
+    elif line.dimension == ENERGY:
+        excl = _CONTEXT.multiply(line.quantity, line.price)
+    else:  # seconds at a price per hour
+        excl = _CONTEXT.divide(_CONTEXT.multiply(line.quantity, line.price), _HOUR)
+    line.cost_excl = excl
+    line.cost_incl = _with_vat(excl, line.vat)
+
+
+def _round_up(total: Decimal, step: int) -> Decimal:
+    if step <= 1:
+        step = 1
+    blocks = _CONTEXT.divide(total, Decimal(step)).to_integral_value(rounding=ROUND_CEILING)
+    return blocks * step
+
+
+def _apply_step_sizes(lines: list[Line]) -> None:
+    # ENERGY: the session's billed energy, in Wh, rounded up with the last ENERGY line's step.
+    energy = [line for line in lines if line.dimension == ENERGY and not line.reservation]
+    if energy:
+        last = energy[-1]
+        total_wh = sum((line.quantity for line in energy), _ZERO) * _THOUSAND
+        extra = (_round_up(total_wh, last.step_size) - total_wh) / _THOUSAND
+        last.quantity += extra
+        last.step_extra = extra
+    # TIME and PARKING_TIME combined: only the kind of the last time-based line is rounded.
+    timed = [line for line in lines if line.dimension in (TIME, PARKING_TIME)]
+    if timed:
+        last = timed[-1]
+        same = (last.dimension, last.reservation)
+        kind = [line for line in timed if (line.dimension, line.reservation) == same]
+        total_s = sum((line.quantity for line in kind), _ZERO)
+        extra = _round_up(total_s, last.step_size) - total_s
+        last.quantity += extra
+        last.step_extra = extra
+
+
+def _sum(lines: list[Line]) -> Price:
+    excl = sum((line.cost_excl for line in lines), _ZERO)
+    if all(line.cost_incl is None for line in lines):
+        return Price(excl, None)
+    incl = sum((line.cost_excl if line.cost_incl is None else line.cost_incl for line in lines), _ZERO)
+    return Price(excl, incl)
+
+
+def _clamp(total: Price, low: Price | None, high: Price | None) -> Price:
+    excl, incl = total
+    if low is not None:
+        excl = max(excl, low.excl_vat)
+        if incl is not None and low.incl_vat is not None:
+            incl = max(incl, low.incl_vat)
+    if high is not None:
+        excl = min(excl, high.excl_vat)
+        if incl is not None and high.incl_vat is not None:
+            incl = min(incl, high.incl_vat)
+    return Price(excl, incl)
+
+
+def price_periods(
+    raw_periods: Any,
+    tariffs: Mapping[str, Any] | CompiledTariff | Sequence[Any],
+    *,
+    end: Any,
+    currency: str | None = None,
+    time_zone: str | None = None,
+) -> PriceResult:
+    """Price charging periods that end at ``end`` (the session's end) with the given tariff(s)."""
+    compiled = _tariff_list(tariffs)
+    session_end = _instant(end, "end_date_time")
+    assert session_end is not None
+    zone = _zone(time_zone) if time_zone else None
+    wanted = (currency or compiled[0].currency).upper()
+    periods = _periods(raw_periods, session_end)
+    notes: list[str] = []
+
+    charging = [p for p in periods if not p.reservation]
+    expired = not charging
+    session_start = charging[0].start if charging else periods[0].start
+    energy = _ZERO
+    for p in periods:
+        if zone is not None:
+            p.local = p.start.astimezone(zone)
+        else:
+            p.local = p.start
+        if not p.reservation:
+            delta = p.start - session_start
+            p.session_seconds = Decimal(delta.days * _DAY_SECONDS + delta.seconds)
+            p.energy_before = energy
+            energy += p.dims.get(ENERGY, _ZERO)
+
+    lines: list[Line] = []
+    flat_billed = {False: False, True: False}  # per phase: charging session, reservation
+    used: list[CompiledTariff] = []
+    for p in periods:
+        tariff = _choose(p, compiled, notes)
+        if tariff is None:
+            continue
+        if tariff.currency != wanted:
+            raise PricingError(f"tariff {tariff.id} is in {tariff.currency}, the session in {wanted}")
+        if tariff not in used:
+            used.append(tariff)
+        for dimension in RESERVATION_DIMENSIONS if p.reservation else DIMENSIONS:
+            if dimension == FLAT and flat_billed[p.reservation]:
+                continue
+            quantity = _quantity(p, dimension)
+            if quantity <= 0:
+                continue
+            found = _active(tariff, p, dimension, expired)
+            if found is None:
+                continue
+            element, component = found
+            if dimension == FLAT:
+                flat_billed[p.reservation] = True
+            lines.append(
+                Line(
+                    period_index=p.index,
+                    dimension=dimension,
+                    reservation=p.reservation,
+                    quantity=quantity,
+                    price=component.price,
+                    vat=component.vat,
+                    step_size=component.step_size,
+                    tariff_id=tariff.id,
+                    element_index=element.index,
+                )
+            )
+    _apply_step_sizes(lines)
+    for line in lines:
+        _cost(line)
+
+    totals = {name: _sum([line for line in lines if line.category == name]) for name in TOTALS[1:]}
+    raw_total = _sum(lines)
+    # min/max_price of the tariff the charging session started under (the reservation's otherwise).
+    first = next((t for p in charging for t in used if t.valid_at(p.start)), used[0] if used else None)
+    total = _clamp(raw_total, first.min_price, first.max_price) if first else raw_total
+    totals = {"total_cost": total, **totals}
+    adjustment = Price(
+        total.excl_vat - raw_total.excl_vat,
+        None if total.incl_vat is None or raw_total.incl_vat is None else total.incl_vat - raw_total.incl_vat,
+    )
+    parking = sum((p.dims.get(PARKING_TIME, _ZERO) for p in charging), _ZERO)
+    if charging:
+        span = session_end - session_start
+        hours = _CONTEXT.divide(Decimal(span.days * _DAY_SECONDS + span.seconds), _HOUR)
+    else:
+        hours = _ZERO
+    return PriceResult(
+        currency=wanted,
+        totals=totals,
+        lines=lines,
+        total_energy=sum((p.dims.get(ENERGY, _ZERO) for p in charging), _ZERO),
+        total_time=hours,
+        total_parking_time=parking,
+        adjustment=adjustment,
+        tariff_ids=[t.id for t in used],
+        notes=notes,
+    )
+
+
+def _quantity(p: _Period, dimension: str) -> Decimal:
+    """What the period consumed of a tariff dimension: kWh, seconds, or 1 (FLAT)."""
+    if dimension == FLAT:
+        return _ONE
+    if p.reservation:
+        return p.dims["RESERVATION_TIME"] * _HOUR  # TIME of a reservation element: the reserved time
+    if dimension == ENERGY:
+        return max(p.dims.get(ENERGY, _ZERO), _ZERO)  # energy fed back is not billed
+    if dimension == TIME:
+        if TIME in p.dims:
+            return p.dims[TIME] * _HOUR
+        if PARKING_TIME in p.dims:
+            return _ZERO
+        return p.seconds  # a period without time dimensions: charging all along
+    return p.dims.get(PARKING_TIME, _ZERO) * _HOUR
+
+
+def price_cdr(
+    cdr: Mapping[str, Any],
+    tariffs: Mapping[str, Any] | CompiledTariff | Sequence[Any],
+    *,
+    time_zone: str | None = None,
+) -> PriceResult:
+    """Price a CDR's charging periods (mod_cdrs) with the tariff(s); the CDR's cost fields are not
+    read."""
+    if not isinstance(cdr, Mapping):
+        raise PricingError("the CDR must be a JSON object")
+    if cdr.get("end_date_time") is None:
+        raise PricingError("end_date_time is required")
+    return price_periods(
+        cdr.get("charging_periods"),
+        tariffs,
+        end=cdr["end_date_time"],
+        currency=cdr.get("currency"),
+        time_zone=time_zone,
+    )
+
+
+def price_session(
+    session: Mapping[str, Any],
+    tariffs: Mapping[str, Any] | CompiledTariff | Sequence[Any],
+    *,
+    time_zone: str | None = None,
+    now: Any = None,
+) -> PriceResult:
+    """Price a Session so far: its periods up to `end_date_time`, or up to ``now`` while it runs
+    (the last period's start when neither is known)."""
+    if not isinstance(session, Mapping):
+        raise PricingError("the session must be a JSON object")
+    periods = session.get("charging_periods")
+    end = session.get("end_date_time") or now
+    if end is None:
+        if not isinstance(periods, list) or not periods or not isinstance(periods[-1], Mapping):
+            raise PricingError("charging_periods must be a non-empty list")
+        end = max(str(p.get("start_date_time")) for p in periods if isinstance(p, Mapping))
+    return price_periods(periods, tariffs, end=end, currency=session.get("currency"), time_zone=time_zone)
