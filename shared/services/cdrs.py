@@ -32,7 +32,7 @@ from typing import Any
 from shared.auth import Caller
 from shared.errors import InvalidParameters
 from shared.models.v221.cdrs import CDR
-from shared.services import objects
+from shared.services import objects, pricing
 from shared.services.objects import RECEIVED, ObjectKind, Outcome
 from shared.store import keys
 from shared.store.base import ObjectRef, StoredObject, WriteResult
@@ -57,6 +57,35 @@ def _credit_index(ref: ObjectRef, body: dict[str, Any]) -> dict[str, str] | None
     }
 
 
+BILLING_INDEX = "GSI3"
+
+
+def billing_key(direction: str, party: str) -> str:
+    """GSI3 partition of one partner party's CDRs for billing runs (shared/services/billing.py):
+    `sent` = our own CDRs to an eMSP party (`CC*PID` of their cdr_token), `received` = the CDRs a
+    CPO party POSTed to us (`CC*PID` of the CDR)."""
+    return f"BL#{direction}#{party.upper()}"
+
+
+def billing_index(ref: ObjectRef, body: dict[str, Any], collection: str) -> dict[str, str] | None:
+    """GSI3 attributes of a CDR: its partner party's partition, sorted by `end_date_time` (UTC,
+    fixed width) then the item's PK."""
+    from shared.models.types import parse_datetime, sortable_datetime
+
+    if collection == RECEIVED:
+        key = billing_key("received", ref.owner)
+    elif collection.startswith("to:"):
+        key = billing_key("sent", collection[3:])
+    else:
+        return None
+    end = sortable_datetime(parse_datetime(str(body["end_date_time"])))
+    return {f"{BILLING_INDEX}PK": key, f"{BILLING_INDEX}SK": f"{end}#{keys.object_pk(ref)}"}
+
+
+def _indexes(ref: ObjectRef, body: dict[str, Any], collection: str) -> dict[str, str] | None:
+    return {**(_credit_index(ref, body) or {}), **(billing_index(ref, body, collection) or {})} or None
+
+
 def canonical(body: dict[str, Any]) -> str:
     """Normalised JSON of a CDR (numbers and timestamps in one form, keys sorted) for comparing a
     replay with what is stored."""
@@ -73,14 +102,18 @@ def _create(
     collection: str,
     *,
     announce_replay: bool,
+    check: dict[str, Any] | None = None,
 ) -> Outcome:
+    meta = objects.received_meta(who) if who is not None else {}
+    if check is not None:
+        meta["pricing"] = check  # shared/services/pricing.py: the re-priced check
     result, existing = store.create(
         ref,
         body,
         last_updated,
         collection=collection,
-        meta=objects.received_meta(who) if who is not None else None,
-        index=_credit_index(ref, body),
+        meta=meta or None,
+        index=_indexes(ref, body, collection),
     )
     if result is WriteResult.CREATED:
         _publish(who, ref, body)
@@ -107,7 +140,10 @@ def create_received(store: Any, who: Caller, raw: Any, *, announce_replay: bool 
     body = cdr.to_json_dict()
     objects.check_party(who, KIND, body["country_code"], body["party_id"])
     ref = objects.ref_of(KIND, body["country_code"], body["party_id"], body["id"])
-    return _create(store, who, ref, body, cdr.last_updated, RECEIVED, announce_replay=announce_replay)
+    check = pricing.check_cdr(store, body, own=False)
+    return _create(
+        store, who, ref, body, cdr.last_updated, RECEIVED, announce_replay=announce_replay, check=check
+    )
 
 
 def get_received(store: Any, who: Caller, cc: str, pid: str, cdr_id: str) -> dict[str, Any]:
@@ -122,14 +158,16 @@ def credits_of(store: Any, country_code: str, party_id: str, cdr_id: str) -> lis
 # ------------------------------------------------------------------ our own (as CPO)
 def create_own(store: Any, raw: Any) -> Outcome:
     """One of our own CDRs from the back office: created once; an identical redelivery is STALE
-    (nothing written), different content under the same id is refused (2001)."""
+    (nothing written), different content under the same id is refused (2001). Without
+    `total_cost` it is priced by us, with it checked (shared/services/pricing.py)."""
+    raw, check = pricing.complete_own_cdr(store, raw)
     cdr = validate(CDR, raw)
     body = cdr.to_json_dict()
     cc, pid = objects.own_party_of(KIND, body)
     ref = objects.ref_of(KIND, cc, pid, body["id"])
     token = body["cdr_token"]
     collection = objects.to_collection(token["country_code"], token["party_id"])
-    return _create(store, None, ref, body, cdr.last_updated, collection, announce_replay=False)
+    return _create(store, None, ref, body, cdr.last_updated, collection, announce_replay=False, check=check)
 
 
 def list_own(store: Any, party: tuple[str, str] | None, params: Any) -> tuple[list[dict[str, Any]], Any]:

@@ -54,7 +54,7 @@ from typing import Any
 from shared import events, jsonutil
 from shared.config import get_settings
 from shared.errors import InvalidParameters
-from shared.services import cdrs, locations, objects, sessions, tariffs, tokens
+from shared.services import cdrs, locations, objects, pricing, sessions, tariffs, tokens
 from shared.services.objects import OWN, Outcome
 from shared.store.base import WriteResult
 
@@ -288,6 +288,18 @@ def apply(store: Any, detail_type: str, detail: Any) -> Outcome:
     return execute(store, parse(detail_type, detail))
 
 
+def _priced_session_patch(store: Any, cmd: Command) -> Any:
+    """A session PATCH that appends periods without `total_cost`: the cost of all periods (the
+    stored ones read once) goes into the same PATCH (shared/services/pricing.py)."""
+    fields = cmd.payload
+    if not isinstance(fields, dict) or not fields.get("charging_periods") or "total_cost" in fields:
+        return fields
+    stored = store.get(objects.ref_of(sessions.KIND, cmd.country_code, cmd.party_id, cmd.object_id))
+    if stored is None:
+        return fields  # the PATCH reports the unknown session
+    return pricing.complete_own_session(store, fields, stored=sessions.assemble(stored))
+
+
 def execute(store: Any, cmd: Command) -> Outcome:
     if cmd.module == "locations":
         # A lost optimistic-concurrency race surfaces as ServiceUnavailable: retried, not dropped.
@@ -299,8 +311,9 @@ def execute(store: Any, cmd: Command) -> Outcome:
     if cmd.module == "sessions":
         cc, pid, sid = cmd.country_code, cmd.party_id, cmd.object_id
         if cmd.action == "put":
-            return sessions.put_session(store, None, cc, pid, sid, cmd.payload)
-        return sessions.patch_session(store, None, cc, pid, sid, cmd.payload)
+            priced = pricing.complete_own_session(store, cmd.payload)
+            return sessions.put_session(store, None, cc, pid, sid, priced)
+        return sessions.patch_session(store, None, cc, pid, sid, _priced_session_patch(store, cmd))
     if cmd.module == "cdrs":
         return cdrs.create_own(store, cmd.payload)
     if cmd.action == "put":
