@@ -91,6 +91,8 @@ _HUNDRED = Decimal(100)
 _HOUR = Decimal(3600)
 _THOUSAND = Decimal(1000)
 _DAY_SECONDS = 86400
+_MILLION = Decimal(1_000_000)
+_INF = float("inf")
 # Enough digits that a month of per-second quantities times any price stays exact until the last
 # division by 3600 (the only inexact step).
 _CONTEXT = decimal.Context(prec=40, rounding=decimal.ROUND_HALF_EVEN)
@@ -342,18 +344,29 @@ def _periods(raw_periods: Any, end: datetime) -> list[_Period]:
         raise PricingError("charging_periods must be a non-empty list")
     parsed = []
     for i, raw in enumerate(raw_periods):
-        if not isinstance(raw, Mapping):
+        if not isinstance(raw, dict | Mapping):
             raise PricingError(f"charging_periods[{i}] must be an object")
-        start = _instant(raw.get("start_date_time"), f"charging_periods[{i}].start_date_time")
+        try:
+            start = parse_datetime(raw.get("start_date_time"))
+        except ValueError as exc:
+            raise PricingError(f"charging_periods[{i}].start_date_time: {exc}") from None
         dims: dict[str, Decimal] = {}
         dimensions = raw.get("dimensions")
         if not isinstance(dimensions, list):
             raise PricingError(f"charging_periods[{i}].dimensions must be a list")
         for j, dim in enumerate(dimensions):
-            if not isinstance(dim, Mapping) or not isinstance(dim.get("type"), str):
+            if not isinstance(dim, dict | Mapping) or not isinstance(dim.get("type"), str):
                 raise PricingError(f"charging_periods[{i}].dimensions[{j}] must have a type")
-            volume = _decimal(dim.get("volume"), f"charging_periods[{i}].dimensions[{j}].volume")
-            dims[dim["type"]] = dims.get(dim["type"], _ZERO) + volume
+            volume = dim.get("volume")
+            kind = type(volume)
+            # Fast paths for what JSON parsers hand over; everything else is checked by _decimal.
+            if kind is float and volume == volume and volume not in (_INF, -_INF):
+                volume = Decimal(repr(volume))
+            elif kind is int:
+                volume = Decimal(volume)
+            elif kind is not Decimal or not volume.is_finite():
+                volume = _decimal(volume, f"charging_periods[{i}].dimensions[{j}].volume")
+            dims[dim["type"]] = dims[dim["type"]] + volume if dim["type"] in dims else volume
         tariff_id = raw.get("tariff_id")
         parsed.append((start, i, dims, str(tariff_id).upper() if tariff_id else None))
     parsed.sort(key=lambda p: (p[0], p[1]))  # time order; a stable sort keeps equal starts as sent
@@ -362,9 +375,10 @@ def _periods(raw_periods: Any, end: datetime) -> list[_Period]:
         stop = parsed[n + 1][0] if n + 1 < len(parsed) else end
         if stop < start:
             raise PricingError(f"charging_periods[{i}] starts after the session's end")
-        seconds = Decimal((stop - start).days * _DAY_SECONDS + (stop - start).seconds) + Decimal(
-            (stop - start).microseconds
-        ) / Decimal(1_000_000)
+        delta = stop - start
+        seconds = Decimal(delta.days * _DAY_SECONDS + delta.seconds)
+        if delta.microseconds:
+            seconds += Decimal(delta.microseconds) / _MILLION
         periods.append(_Period(i, start, stop, seconds, dims, tariff_id, "RESERVATION_TIME" in dims))
     return periods
 
@@ -731,7 +745,10 @@ def price_periods(
     for line in lines:
         _cost(line)
 
-    totals = {name: _sum([line for line in lines if line.category == name]) for name in TOTALS[1:]}
+    by_category: dict[str, list[Line]] = {name: [] for name in TOTALS[1:]}
+    for line in lines:
+        by_category[line.category].append(line)
+    totals = {name: _sum(group) for name, group in by_category.items()}
     raw_total = _sum(lines)
     # min/max_price of the tariff the charging session started under (the reservation's otherwise).
     first = next((t for p in charging for t in used if t.valid_at(p.start)), used[0] if used else None)
