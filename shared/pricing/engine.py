@@ -9,6 +9,8 @@ leaves rounding to contracts and law (mod_tariffs 11.3.1, NOTE on price rounding
 
 Rules, each where the spec states it:
 
+- Time volumes are hours in JSON; they are taken to whole seconds (nearest) before anything else,
+  the unit of the time dimensions (`_seconds`). Energy stays exact (kWh; step_size rounds up Wh).
 - Periods (mod_cdrs ChargingPeriod): a period ends where the next starts, the last at the session's
   end. The CPO starts a new period at every event that can change the active price component, so
   restrictions are evaluated at the period's start. A period with none of TIME, PARKING_TIME,
@@ -36,7 +38,10 @@ Rules, each where the spec states it:
   up to a multiple of the step of the last ENERGY line's component; and once for TIME and
   PARKING_TIME combined: only the kind of the last time-based line (charging TIME, PARKING_TIME,
   or reservation TIME) has its session total rounded up, with that line's step (seconds). The
-  extra goes to that last line (mod_tariffs "switching to Free-of-Charge Tariff Element").
+  extra goes to that last line (mod_tariffs "switching to Free-of-Charge Tariff Element"). For
+  charging, parking, then charging again, the charging TIME is rounded: mod_cdrs says the step
+  "is only taken into account for the total parking duration" when both are used, but explains it
+  by "as it is followed by another time based period"; we follow the explanation (last one wins).
 - VAT per component (mod_tariffs PriceComponent.vat): incl = excl x (1 + vat / 100). A component
   without `vat` has no VAT applicable, which is not 0 %: its line has no incl amount; a total has an
   `incl_vat` when at least one of its lines has a VAT (lines without VAT then count their excl).
@@ -680,8 +685,10 @@ def price_periods(
     end: Any,
     currency: str | None = None,
     time_zone: str | None = None,
+    reservation_expired: bool | None = None,
 ) -> PriceResult:
-    """Price charging periods that end at ``end`` (the session's end) with the given tariff(s)."""
+    """Price charging periods that end at ``end`` (the session's end) with the given tariff(s).
+    ``reservation_expired`` None: a reservation expired when no charging period follows it."""
     compiled = _tariff_list(tariffs)
     session_end = _instant(end, "end_date_time")
     assert session_end is not None
@@ -691,7 +698,9 @@ def price_periods(
     notes: list[str] = []
 
     charging = [p for p in periods if not p.reservation]
-    expired = not charging
+    expired = not charging if reservation_expired is None else reservation_expired
+    if zone is None and any(e.restrictions and e.restrictions.local for t in compiled for e in t.elements):
+        notes.append("no time zone: local-time restrictions evaluated in UTC")
     session_start = charging[0].start if charging else periods[0].start
     energy = _ZERO
     for p in periods:
@@ -708,10 +717,13 @@ def price_periods(
     lines: list[Line] = []
     flat_billed = {False: False, True: False}  # per phase: charging session, reservation
     used: list[CompiledTariff] = []
+    bounds: CompiledTariff | None = None  # min/max_price: the tariff the charging session started under
     for p in periods:
         tariff = _choose(p, compiled, notes)
         if tariff is None:
             continue
+        if bounds is None and not p.reservation:
+            bounds = tariff
         if tariff.currency != wanted:
             raise PricingError(f"tariff {tariff.id} is in {tariff.currency}, the session in {wanted}")
         if tariff not in used:
@@ -750,9 +762,8 @@ def price_periods(
         by_category[line.category].append(line)
     totals = {name: _sum(group) for name, group in by_category.items()}
     raw_total = _sum(lines)
-    # min/max_price of the tariff the charging session started under (the reservation's otherwise).
-    first = next((t for p in charging for t in used if t.valid_at(p.start)), used[0] if used else None)
-    total = _clamp(raw_total, first.min_price, first.max_price) if first else raw_total
+    bounds = bounds or (used[0] if used else None)
+    total = _clamp(raw_total, bounds.min_price, bounds.max_price) if bounds else raw_total
     totals = {"total_cost": total, **totals}
     adjustment = Price(
         total.excl_vat - raw_total.excl_vat,
@@ -777,21 +788,30 @@ def price_periods(
     )
 
 
+def _seconds(hours: Decimal) -> Decimal:
+    """Hours as sent (a JSON number such as 0.116667 for 7 minutes) to whole seconds, the unit of
+    the time dimensions (TariffDimensionType: "step_size multiplier: 1 second"). Rounding to the
+    nearest second first keeps a volume that is a hair above a step boundary in the step it
+    means: 0.116667 h is 420.0012 s, billed as 420 s, not as the next minute."""
+    return (hours * _HOUR).quantize(_ONE, rounding=ROUND_HALF_UP, context=_CONTEXT)
+
+
 def _quantity(p: _Period, dimension: str) -> Decimal:
-    """What the period consumed of a tariff dimension: kWh, seconds, or 1 (FLAT)."""
+    """What the period consumed of a tariff dimension: kWh, whole seconds, or 1 (FLAT)."""
     if dimension == FLAT:
         return _ONE
     if p.reservation:
-        return p.dims["RESERVATION_TIME"] * _HOUR  # TIME of a reservation element: the reserved time
+        return _seconds(p.dims["RESERVATION_TIME"])  # TIME of a reservation element: the reserved time
     if dimension == ENERGY:
         return max(p.dims.get(ENERGY, _ZERO), _ZERO)  # energy fed back is not billed
     if dimension == TIME:
         if TIME in p.dims:
-            return p.dims[TIME] * _HOUR
+            return _seconds(p.dims[TIME])
         if PARKING_TIME in p.dims:
             return _ZERO
-        return p.seconds  # a period without time dimensions: charging all along
-    return p.dims.get(PARKING_TIME, _ZERO) * _HOUR
+        # A period without time dimensions: charging all along.
+        return p.seconds.quantize(_ONE, rounding=ROUND_HALF_UP, context=_CONTEXT)
+    return _seconds(p.dims.get(PARKING_TIME, _ZERO))
 
 
 def price_cdr(
@@ -832,4 +852,13 @@ def price_session(
         if not isinstance(periods, list) or not periods or not isinstance(periods[-1], Mapping):
             raise PricingError("charging_periods must be a non-empty list")
         end = max(str(p.get("start_date_time")) for p in periods if isinstance(p, Mapping))
-    return price_periods(periods, tariffs, end=end, currency=session.get("currency"), time_zone=time_zone)
+    # A session in status RESERVATION is a reservation still running, not an expired one.
+    running = True if session.get("status") == "RESERVATION" else None
+    return price_periods(
+        periods,
+        tariffs,
+        end=end,
+        currency=session.get("currency"),
+        time_zone=time_zone,
+        reservation_expired=False if running else None,
+    )
