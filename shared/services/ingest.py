@@ -20,6 +20,8 @@ Detail schema:
     replace the stored ones), addressed to the eMSP party of its `cdr_token`;
   - `{"module": "cdrs", "object": CDR}` -> created once (shared/services/cdrs.py): a redelivery with
     the same content is `stale` (nothing written), different content under a stored id is bad data.
+    A CDR without `total_cost` is priced by us (shared/services/pricing.py), one with it is checked;
+    sessions without `total_cost` get it on PUT and on a PATCH that appends periods.
 - `ocpi.own.patch`: `{"module", "country_code", "party_id", "id", ["evse_uid", "connector_id",
   "type"], "fields": {..., "last_updated"}}`: for locations `id` is the location id and the level
   (location, EVSE, connector) follows from `evse_uid` / `connector_id`; for tokens `id` is the uid
