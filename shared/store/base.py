@@ -100,6 +100,16 @@ def lu_key(dt: datetime) -> str:
     return sortable_datetime(dt)
 
 
+@dataclass
+class IndexPage:
+    """One page of a range query on an index: headers (children not loaded) in sort-key order and
+    the key to continue after (None on the last page). ``next_key`` is a plain dict of strings
+    (JSON-serialisable: it travels in queue messages)."""
+
+    items: list[StoredObject]
+    next_key: dict[str, str] | None
+
+
 # Attributes a store keeps on an object's header item itself: an extra index cannot set them.
 RESERVED_ATTRIBUTES = frozenset(
     {"PK", "SK", "GSI1PK", "GSI1SK", "mod", "cc", "pid", "oid", "var", "lu", "col", "body", "meta"}
@@ -181,6 +191,26 @@ class ObjectStore(Protocol):
         by ``{name}SK`` (e.g. ``query_index("GSI2", "G#u173")``)."""
         ...
 
+    def query_range(
+        self,
+        name: str,
+        pk: str,
+        sk_from: str,
+        sk_to: str,
+        *,
+        start_key: dict[str, str] | None = None,
+        limit: int = 500,
+        parties: Sequence[tuple[str, str]] | None = None,
+        attributes: Sequence[str] | None = None,
+    ) -> IndexPage:
+        """One page of headers in one partition of an index (``GSI1`` or an extra index) whose sort
+        key is between ``sk_from`` and ``sk_to`` (inclusive), in sort-key order, after ``start_key``.
+        ``parties``: only objects of these (country_code, party_id) owners (filtered by the store: a
+        page may come back empty with a ``next_key``). ``attributes``: paths of the header to read
+        (``"body.session_id"``); the ref, collection and ``last_updated`` always come; a store may
+        return more."""
+        ...
+
     def get_child(self, ref: ObjectRef, child_id: str) -> Child | None: ...
 
     def put_child(
@@ -246,6 +276,69 @@ class PartnerStore(Protocol):
         ...
 
     def release_parties(self, partner_id: str, parties: Iterable[tuple[str, str, str]]) -> None: ...
+
+
+# ------------------------------------------------------------------ billing runs (shared/services/billing.py)
+@dataclass
+class BillingJob:
+    """The job of one partner and period: the run that holds it and its work units.
+
+    ``expected`` are the units the job needs (the initial slices, plus the halves of every slice
+    that split); ``done`` the units finished (processed or split); ``split`` the units that split
+    instead of writing a result. The job is complete when ``expected <= done``; the results to merge
+    are those of ``(expected & done) - split``. Sets only grow (an ``ADD`` of a unit is idempotent), so
+    a unit processed twice is counted once."""
+
+    partner_id: str
+    period: str
+    run_id: str
+    spec: dict[str, Any]
+    expected: set[str] = field(default_factory=set)
+    done: set[str] = field(default_factory=set)
+    split: set[str] = field(default_factory=set)
+    status: str = "running"  # "merged" once the statement of this run is written
+
+    @property
+    def complete(self) -> bool:
+        return self.expected <= self.done
+
+    @property
+    def leaves(self) -> list[str]:
+        return sorted((self.expected & self.done) - self.split)
+
+
+class BillingStore(Protocol):
+    def billing_job_start(
+        self, partner_id: str, period: str, run_id: str, spec: dict[str, Any], units: Sequence[str], ttl: int
+    ) -> str:
+        """Make ``run_id`` the run of this job unless a newer one (greater ``run_id``) holds it:
+        ``"started"``, ``"resumed"`` (this run already holds it: its progress is kept) or
+        ``"superseded"`` (nothing written). ``ttl``: epoch second the job item may expire."""
+        ...
+
+    def billing_job(self, partner_id: str, period: str) -> BillingJob | None:
+        """The job item, read consistently."""
+        ...
+
+    def billing_unit_done(
+        self, partner_id: str, period: str, run_id: str, unit: str, children: Sequence[str] = ()
+    ) -> BillingJob | None:
+        """Record a finished unit (with ``children``: it split into them) in one conditional update;
+        the job after it, or None when another run holds the job now."""
+        ...
+
+    def billing_job_merged(self, partner_id: str, period: str, run_id: str) -> None: ...
+
+    def put_statement(self, record: dict[str, Any]) -> bool:
+        """Store a statement record (``partner_id``, ``period``, ``run_id``, ...) unless one of a newer
+        run is stored; True if written."""
+        ...
+
+    def get_statement(self, partner_id: str, period: str) -> dict[str, Any] | None: ...
+
+    def list_statements(self, partner_id: str | None = None) -> list[dict[str, Any]]:
+        """Statement records ordered by (partner_id, period)."""
+        ...
 
 
 # ------------------------------------------------------------------ push state (shared/services/push.py)

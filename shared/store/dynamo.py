@@ -20,8 +20,10 @@ from shared.errors import InvalidParameters, ServiceUnavailable
 from shared.models.types import format_datetime, parse_datetime
 from shared.store import keys
 from shared.store.base import (
+    BillingJob,
     Child,
     ConcurrentUpdate,
+    IndexPage,
     ListQuery,
     ObjectMissing,
     ObjectRef,
@@ -570,6 +572,56 @@ class DynamoStore:
         )
         return [self._from_index(_plain(raw)) for raw in items]
 
+    # Header attributes a projected range query always reads (the ref and what StoredObject holds).
+    _HEADER_KEYS = ("PK", "mod", "cc", "pid", "oid", "var", "lu", "col")
+
+    def query_range(
+        self,
+        name: str,
+        pk: str,
+        sk_from: str,
+        sk_to: str,
+        *,
+        start_key: dict[str, str] | None = None,
+        limit: int = 500,
+        parties: Sequence[tuple[str, str]] | None = None,
+        attributes: Sequence[str] | None = None,
+    ) -> IndexPage:
+        """One Query page (``Limit``) of a sort-key range of one index partition (GSI1 included)."""
+        if name != "GSI1":
+            name = check_index_name(name)
+        names = {"#ipk": f"{name}PK", "#isk": f"{name}SK"}
+        values: dict[str, Any] = {":pk": {"S": pk}, ":a": {"S": sk_from}, ":b": {"S": sk_to}}
+        kwargs: dict[str, Any] = {
+            "IndexName": name,
+            "KeyConditionExpression": "#ipk = :pk AND #isk BETWEEN :a AND :b",
+            "Limit": limit,
+        }
+        if parties:
+            names.update({"#cc": "cc", "#pid": "pid"})
+            terms = []
+            for i, (cc, pid) in enumerate(sorted(set(parties))):
+                values[f":c{i}"] = {"S": cc.upper()}
+                values[f":p{i}"] = {"S": pid.upper()}
+                terms.append(f"(#cc = :c{i} AND #pid = :p{i})")
+            kwargs["FilterExpression"] = " OR ".join(terms)
+        if attributes:
+            paths = []
+            for path in dict.fromkeys([*self._HEADER_KEYS, *attributes]):
+                parts = []
+                for part in path.split("."):
+                    alias = f"#a{len(names)}"
+                    names.setdefault(alias, part)
+                    parts.append(alias)
+                paths.append(".".join(parts))
+            kwargs["ProjectionExpression"] = ", ".join(paths)
+        if start_key:
+            kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start_key.items()}
+        resp = self._call("query", ExpressionAttributeNames=names, ExpressionAttributeValues=values, **kwargs)
+        items = [self._from_index(_plain(raw)) for raw in resp.get("Items", [])]
+        last = resp.get("LastEvaluatedKey")
+        return IndexPage(items, {k: v["S"] for k, v in last.items()} if last else None)
+
     def load_children(self, obj: StoredObject) -> StoredObject:
         """Fill in the children of a listed object (listing reads headers only)."""
         full = self.get(obj.ref)
@@ -728,6 +780,138 @@ class DynamoStore:
             except BotoClientError as err:
                 if _code(err) != "ConditionalCheckFailedException":
                     raise
+
+    # ------------------------------------------------------------------ billing runs
+    # Job item (PK B#{partner}#{period}, SK J): run_id, spec (JSON), expected/done/split (string
+    # sets of unit ids), status, expires_at. Statement item (SK S): run_id, data (the record).
+    @staticmethod
+    def _billing_key(partner_id: str, period: str, sk: str) -> dict[str, dict]:
+        return {"PK": {"S": keys.billing_pk(partner_id, period)}, "SK": {"S": sk}}
+
+    @staticmethod
+    def _job(it: dict[str, Any]) -> BillingJob:
+        return BillingJob(
+            partner_id=it["partner_id"],
+            period=it["period"],
+            run_id=it["run_id"],
+            spec=json.loads(it["spec"]),
+            expected=set(it.get("expected") or ()),
+            done=set(it.get("done") or ()),
+            split=set(it.get("split") or ()),
+            status=it.get("status", "running"),
+        )
+
+    def billing_job_start(
+        self, partner_id: str, period: str, run_id: str, spec: dict[str, Any], units: Sequence[str], ttl: int
+    ) -> str:
+        item = {
+            **self._billing_key(partner_id, period, keys.BILLING_JOB_SK),
+            "partner_id": {"S": partner_id},
+            "period": {"S": period},
+            "run_id": {"S": run_id},
+            "spec": {"S": json.dumps(spec, sort_keys=True, separators=(",", ":"))},
+            "expected": {"SS": sorted(set(units))},
+            "status": {"S": "running"},
+            "expires_at": {"N": str(int(ttl))},
+        }
+        try:
+            self._call(
+                "put_item",
+                Item=item,
+                ConditionExpression="attribute_not_exists(PK) OR run_id < :rid",
+                ExpressionAttributeValues={":rid": {"S": run_id}},
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+            old = (err.response.get("Item") or {}).get("run_id", {}).get("S")
+            return "resumed" if old == run_id else "superseded"
+        return "started"
+
+    def billing_job(self, partner_id: str, period: str) -> BillingJob | None:
+        resp = self._call(
+            "get_item", Key=self._billing_key(partner_id, period, keys.BILLING_JOB_SK), ConsistentRead=True
+        )
+        return self._job(_plain(resp["Item"])) if "Item" in resp else None
+
+    def billing_unit_done(
+        self, partner_id: str, period: str, run_id: str, unit: str, children: Sequence[str] = ()
+    ) -> BillingJob | None:
+        values: dict[str, Any] = {":me": {"SS": [unit]}, ":rid": {"S": run_id}}
+        names = {"#d": "done"}
+        expr = "ADD #d :me"
+        if children:  # (SPLIT is a reserved word: every name goes through an alias)
+            values[":kids"] = {"SS": sorted(set(children))}
+            names.update({"#s": "split", "#e": "expected"})
+            expr += ", #s :me, #e :kids"
+        try:
+            resp = self._call(
+                "update_item",
+                Key=self._billing_key(partner_id, period, keys.BILLING_JOB_SK),
+                UpdateExpression=expr,
+                ConditionExpression="run_id = :rid",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+                ReturnValues="ALL_NEW",
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return self._job(_plain(resp["Attributes"]))
+
+    def billing_job_merged(self, partner_id: str, period: str, run_id: str) -> None:
+        try:
+            self._call(
+                "update_item",
+                Key=self._billing_key(partner_id, period, keys.BILLING_JOB_SK),
+                UpdateExpression="SET #s = :m",
+                ConditionExpression="run_id = :rid",
+                ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":m": {"S": "merged"}, ":rid": {"S": run_id}},
+            )
+        except BotoClientError as err:
+            if _code(err) != "ConditionalCheckFailedException":
+                raise
+
+    def put_statement(self, record: dict[str, Any]) -> bool:
+        pid, period, rid = record["partner_id"], record["period"], record["run_id"]
+        item = {
+            "PK": keys.billing_pk(pid, period),
+            "SK": keys.STATEMENT_SK,
+            "GSI1PK": keys.STATEMENTS_LIST_PK,
+            "GSI1SK": keys.statement_list_sk(pid, period),
+            "run_id": rid,
+            "data": record,
+        }
+        try:
+            self._call(
+                "put_item",
+                Item=_item(item),
+                ConditionExpression="attribute_not_exists(PK) OR run_id <= :rid",
+                ExpressionAttributeValues={":rid": {"S": rid}},
+            )
+        except BotoClientError as err:
+            if _code(err) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_statement(self, partner_id: str, period: str) -> dict[str, Any] | None:
+        resp = self._call("get_item", Key=self._billing_key(partner_id, period, keys.STATEMENT_SK))
+        return jsonutil.from_dynamo_tree(_plain(resp["Item"])["data"]) if "Item" in resp else None
+
+    def list_statements(self, partner_id: str | None = None) -> list[dict[str, Any]]:
+        cond = "GSI1PK = :p"
+        values = {":p": {"S": keys.STATEMENTS_LIST_PK}}
+        if partner_id is not None:
+            cond += " AND begins_with(GSI1SK, :s)"
+            values[":s"] = {"S": f"{partner_id}#"}
+        items = self._query_all(
+            IndexName="GSI1", KeyConditionExpression=cond, ExpressionAttributeValues=values
+        )
+        return [jsonutil.from_dynamo_tree(_plain(raw)["data"]) for raw in items]
 
     # ------------------------------------------------------------------ push state
     # One item per own object (PK of the object, SK "Q"), attributes: seq (N), chg (S, JSON of the

@@ -9,6 +9,8 @@
 | credentials token (hashed) | `T#{hmac}` | `T` | - | - |
 | partner | `P#{partner_id}` | `P` | `L#partners` | `{partner_id}` |
 | party claim | `R#{ROLE}#{CC}#{PID}` | `R` | - | - |
+| billing job of a partner and period | `B#{partner_id}#{period}` | `J` | - | - |
+| billing statement | `B#{partner_id}#{period}` | `S` | `L#statements` | `{partner_id}#{period}` |
 """
 
 from __future__ import annotations
@@ -52,3 +54,17 @@ PARTNERS_LIST_PK = "L#partners"
 
 def party_pk(role: str, country_code: str, party_id: str) -> str:
     return f"R#{role.upper()}#{country_code.upper()}#{party_id.upper()}"
+
+
+# Billing runs (shared/services/billing.py): one partition per partner and period.
+BILLING_JOB_SK = "J"  # the job of the current run: run_id, expected/done/split unit sets, status
+STATEMENT_SK = "S"  # the statement record (S3 keys, digests, totals)
+STATEMENTS_LIST_PK = "L#statements"
+
+
+def billing_pk(partner_id: str, period: str) -> str:
+    return f"B#{partner_id}#{period}"
+
+
+def statement_list_sk(partner_id: str, period: str) -> str:
+    return f"{partner_id}#{period}"

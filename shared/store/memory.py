@@ -16,8 +16,10 @@ from typing import Any
 from shared.models.types import format_datetime
 from shared.store import keys
 from shared.store.base import (
+    BillingJob,
     Child,
     ConcurrentUpdate,
+    IndexPage,
     ListQuery,
     ObjectMissing,
     ObjectRef,
@@ -42,6 +44,8 @@ class MemoryStore:
         self.partners: dict[str, dict[str, Any]] = {}
         self.parties: dict[tuple[str, str, str], str] = {}
         self.push: dict[str, PushState] = {}  # object pk -> push state (the `Q` item)
+        self.billing_jobs: dict[tuple[str, str], BillingJob] = {}
+        self.statements: dict[tuple[str, str], dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ objects
     def get(self, ref: ObjectRef, *, consistent: bool = False) -> StoredObject | None:
@@ -265,6 +269,48 @@ class MemoryStore:
             o.children = []  # an index returns headers only
         return found
 
+    def query_range(
+        self,
+        name: str,
+        pk: str,
+        sk_from: str,
+        sk_to: str,
+        *,
+        start_key: dict[str, str] | None = None,
+        limit: int = 500,
+        parties: Sequence[tuple[str, str]] | None = None,
+        attributes: Sequence[str] | None = None,  # a store may return more: whole headers here
+    ) -> IndexPage:
+        if name != "GSI1":
+            name = check_index_name(name)
+        wanted = {(c.upper(), p.upper()) for c, p in parties} if parties else None
+        with self._lock:
+            rows = []
+            for key, obj in self.objects.items():
+                if name == "GSI1":
+                    ipk = keys.list_pk(obj.ref.module, obj.collection)
+                    isk = keys.list_sk(obj.last_updated, key)
+                else:
+                    attrs = self.index.get(key, {})
+                    ipk, isk = attrs.get(f"{name}PK"), attrs.get(f"{name}SK")
+                if ipk == pk and isk is not None and sk_from <= isk <= sk_to:
+                    rows.append((isk, key, obj))
+            rows.sort(key=lambda r: (r[0], r[1]))
+            if start_key:
+                after = (start_key["sk"], start_key["pk"])
+                rows = [r for r in rows if (r[0], r[1]) > after]
+            chosen = rows[:limit]
+            more = len(rows) > limit
+            found = [
+                copy.deepcopy(o)
+                for _, _, o in chosen
+                if wanted is None or (o.ref.country_code.upper(), o.ref.party_id.upper()) in wanted
+            ]
+        for o in found:
+            o.children = []
+        last = {"sk": chosen[-1][0], "pk": chosen[-1][1]} if more and chosen else None
+        return IndexPage(found, last)
+
     def load_children(self, obj: StoredObject) -> StoredObject:
         return self.get(obj.ref) or obj
 
@@ -357,6 +403,63 @@ class MemoryStore:
             state = self.push.get(keys.object_pk(ref))
             if state is not None:
                 state.inflight.pop(partner, None)
+
+    # ------------------------------------------------------------------ billing runs
+    def billing_job_start(
+        self, partner_id: str, period: str, run_id: str, spec: dict[str, Any], units: Sequence[str], ttl: int
+    ) -> str:
+        with self._lock:
+            old = self.billing_jobs.get((partner_id, period))
+            if old is not None and old.run_id >= run_id:
+                return "resumed" if old.run_id == run_id else "superseded"
+            self.billing_jobs[(partner_id, period)] = BillingJob(
+                partner_id, period, run_id, copy.deepcopy(spec), expected=set(units)
+            )
+            return "started"
+
+    def billing_job(self, partner_id: str, period: str) -> BillingJob | None:
+        with self._lock:
+            return copy.deepcopy(self.billing_jobs.get((partner_id, period)))
+
+    def billing_unit_done(
+        self, partner_id: str, period: str, run_id: str, unit: str, children: Sequence[str] = ()
+    ) -> BillingJob | None:
+        with self._lock:
+            job = self.billing_jobs.get((partner_id, period))
+            if job is None or job.run_id != run_id:
+                return None
+            job.done.add(unit)
+            if children:
+                job.split.add(unit)
+                job.expected.update(children)
+            return copy.deepcopy(job)
+
+    def billing_job_merged(self, partner_id: str, period: str, run_id: str) -> None:
+        with self._lock:
+            job = self.billing_jobs.get((partner_id, period))
+            if job is not None and job.run_id == run_id:
+                job.status = "merged"
+
+    def put_statement(self, record: dict[str, Any]) -> bool:
+        key = (record["partner_id"], record["period"])
+        with self._lock:
+            old = self.statements.get(key)
+            if old is not None and old["run_id"] > record["run_id"]:
+                return False
+            self.statements[key] = copy.deepcopy(record)
+            return True
+
+    def get_statement(self, partner_id: str, period: str) -> dict[str, Any] | None:
+        with self._lock:
+            return copy.deepcopy(self.statements.get((partner_id, period)))
+
+    def list_statements(self, partner_id: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            return [
+                copy.deepcopy(r)
+                for k, r in sorted(self.statements.items())
+                if partner_id is None or k[0] == partner_id
+            ]
 
 
 def _apply(body: dict[str, Any], fields: dict[str, Any]) -> None:
