@@ -26,6 +26,11 @@ Out of us (the operator's systems and our push pipeline subscribe):
   on. Detail: `{"module": "sessions", "country_code", "party_id", "id", "partner_id",
   "emsp_country_code", "emsp_party_id", "location_id", "evse_uid", "connector_id",
   "charging_preferences"}`.
+- source `ocpi.endpoint`, detail-type `ocpi.billing.statement`: a billing run wrote the clearing
+  statement of a partner and period (shared/services/billing.py). Detail: `{"partner_id",
+  "period", "cadence", "final", "bucket", "statement_key", "lines_key", "statement_sha256",
+  "lines_sha256", "lines", "discrepancies": {kind: count}, "changed"}` (`changed`: false when a
+  re-run produced the same statement; consumers key statements by partner_id and period).
 
 Publishing failures are logged and counted, never turned into an error for the partner whose
 write was already stored (the store is the source of truth; a partner pull repairs gaps).
@@ -50,6 +55,7 @@ OWN_DELETE = "ocpi.own.delete"
 OWN_CHANGED = "ocpi.own.changed"
 OWN_CHARGING_PREFERENCES = "ocpi.own.charging_preferences"
 RECEIVED = "ocpi.received.{action}"
+BILLING_STATEMENT = "ocpi.billing.statement"
 
 
 @lru_cache(maxsize=1)

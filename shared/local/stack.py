@@ -498,7 +498,42 @@ def _provision_bucket(clients: _Clients, logical_id: str, props: dict[str, Any],
     if props.get("Tags"):
         tags = _tags_list(props["Tags"])
         _optional(logical_id, "Tags", lambda: s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags}))
-    _ignored(logical_id, props, {"BucketName", "VersioningConfiguration", "Tags"})
+    encryption = props.get("BucketEncryption")
+    if encryption and encryption.get("ServerSideEncryptionConfiguration"):
+        rules = []
+        for rule in encryption["ServerSideEncryptionConfiguration"]:
+            applied: dict[str, Any] = {}
+            if "ServerSideEncryptionByDefault" in rule:
+                applied["ApplyServerSideEncryptionByDefault"] = rule["ServerSideEncryptionByDefault"]
+            if "BucketKeyEnabled" in rule:
+                applied["BucketKeyEnabled"] = str(rule["BucketKeyEnabled"]).lower() == "true"
+            rules.append(applied)
+        _optional(
+            logical_id,
+            "BucketEncryption",
+            lambda: s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules}),
+        )
+    block = props.get("PublicAccessBlockConfiguration")
+    if block:
+        config = {key: str(value).lower() == "true" for key, value in block.items()}
+        _optional(
+            logical_id,
+            "PublicAccessBlockConfiguration",
+            lambda: s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=config),
+        )
+    # Bucket policies (AWS::S3::BucketPolicy) are not provisioned: moto enforces them, and a TLS-only
+    # policy would refuse every request to the local stack's plain-HTTP endpoint.
+    _ignored(
+        logical_id,
+        props,
+        {
+            "BucketName",
+            "VersioningConfiguration",
+            "Tags",
+            "BucketEncryption",
+            "PublicAccessBlockConfiguration",
+        },
+    )
     return name
 
 

@@ -64,6 +64,9 @@ def test_sample_event(event_file: Path, dynamo_store, aws, monkeypatch) -> None:
     if event_file.parent.name.startswith("push_"):
         check_push_event(event_file, event, dynamo_store, aws, monkeypatch)
         return
+    if event_file.parent.name.startswith("billing_"):
+        check_billing_event(event_file, event, dynamo_store, aws, monkeypatch)
+        return
     if event_file.parent.name in BACKGROUND or "Records" in event:
         check_background_event(event_file, event, dynamo_store)
         return
@@ -194,3 +197,29 @@ def check_push_event(event_file: Path, event: dict, store, aws: dict, monkeypatc
     bodies = [json.loads(m["Body"]) for m in got]
     assert len(bodies) == len(event["Records"])
     assert {b["partner_id"] for b in bodies} == {PUSH_PARTNER}
+
+
+def check_billing_event(event_file: Path, event: dict, store, aws: dict, monkeypatch) -> None:
+    """Billing worker: a partial batch response with no failures (a malformed message or a job for a
+    partner we do not know is dropped, not retried); a run queues one job per billable partner."""
+    import boto3
+
+    monkeypatch.setenv("OCPI_BILLING_QUEUE_URL", aws["ClearingQueue"])
+    monkeypatch.setenv("OCPI_BILLING_BUCKET", aws["StatementsBucket"])
+    store.put_partner(
+        {
+            "partner_id": "p1",
+            "status": "REGISTERED",
+            "roles": [{"role": "CPO", "country_code": "NL", "party_id": "TNM"}],
+        }
+    )
+    store.put_partner({"partner_id": "p2", "status": "PENDING", "roles": []})  # not billable
+    result = handler_for(event_file.parent.name)(event, Context())
+    assert result == {"batchItemFailures": []}, result
+    sqs = boto3.client("sqs", region_name="eu-west-1")
+    got = sqs.receive_message(QueueUrl=aws["ClearingQueue"], MaxNumberOfMessages=10).get("Messages", [])
+    bodies = [json.loads(m["Body"]) for m in got]
+    if "run" in event_file.stem.split("_"):
+        assert [(b["kind"], b["partner_id"]) for b in bodies] == [("job", "p1")]
+    else:
+        assert bodies == []

@@ -456,6 +456,30 @@ def test_provision_real_template(real_template: dict[str, Any]) -> None:
             sm.get_secret_value(SecretId=spec.environment["OCPI_TOKEN_KEY_SECRET_ARN"])
 
 
+def test_provision_statements_bucket_and_billing_schedules(real_template: dict[str, Any]) -> None:
+    """The billing resources as the local stack creates them: the bucket encrypted, versioned, no public
+    access (its TLS-only policy is not applied: the local endpoint is plain HTTP); the schedules in
+    their time zone, sending to the clearing queue."""
+    with mock_aws():
+        r = _resolver(real_template)
+        created = provision(real_template, r)
+        s3 = boto3.client("s3", region_name=REGION)
+        bucket = created["StatementsBucket"]
+        rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+        assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+        assert s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+        block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+        assert block == dict.fromkeys(
+            ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+        )
+        scheduler = boto3.client("scheduler", region_name=REGION)
+        for logical_id in ("BillingDailyRun", "BillingMonthlyRun"):
+            schedule = scheduler.get_schedule(Name=created[logical_id])
+            assert schedule["ScheduleExpressionTimezone"] == "Europe/Amsterdam"
+            assert schedule["Target"]["Arn"] == r.get_att("ClearingQueue", "Arn")
+            assert json.loads(schedule["Target"]["Input"])["kind"] == "run"
+
+
 PROVISION_INLINE = """
 Resources:
   Rule:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from shared.local.template import load_template
@@ -51,3 +52,86 @@ def test_table_is_on_demand_encrypted_and_recoverable() -> None:
     assert props["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"] is True
     assert props["SSESpecification"]["SSEEnabled"] is True
     assert props["DeletionProtectionEnabled"] is True
+
+
+# ------------------------------------------------------------------ billing runs
+RESOURCES = TEMPLATE["Resources"]
+
+
+def test_billing_schedules_daily_and_monthly_in_their_time_zone() -> None:
+    params = TEMPLATE["Parameters"]
+    for logical_id, cadence, param in (
+        ("BillingDailyRun", "daily", "BillingDailySchedule"),
+        ("BillingMonthlyRun", "monthly", "BillingMonthlySchedule"),
+    ):
+        props = RESOURCES[logical_id]["Properties"]
+        assert RESOURCES[logical_id]["Type"] == "AWS::Scheduler::Schedule"
+        assert props["ScheduleExpression"] == {"Ref": param}
+        assert params[param]["Default"].startswith("cron(")
+        assert props["ScheduleExpressionTimezone"] == {"Ref": "BillingTimezone"}
+        target = props["Target"]
+        assert target["Arn"] == {"Fn::GetAtt": ["ClearingQueue", "Arn"]}
+        assert target["DeadLetterConfig"]["Arn"] == {"Fn::GetAtt": ["ClearingDeadLetterQueue", "Arn"]}
+        assert (
+            json.loads(target["Input"].replace("<aws.scheduler.scheduled-time>", "t"))["cadence"] == cadence
+            and "<aws.scheduler.scheduled-time>" in target["Input"]
+        )
+    for name in ("BillingTimezone", "BillingGraceHours", "BillingSliceHours", "BillingSliceMaxCdrs"):
+        assert name in params
+    role = RESOURCES["BillingSchedulerRole"]["Properties"]
+    (statement,) = role["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "sqs:SendMessage"
+
+
+def test_statements_bucket_is_encrypted_versioned_private_and_tls_only() -> None:
+    props = RESOURCES["StatementsBucket"]["Properties"]
+    (rule,) = props["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert props["VersioningConfiguration"]["Status"] == "Enabled"
+    assert set(props["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(props["PublicAccessBlockConfiguration"]) == 4
+    (deny,) = RESOURCES["StatementsBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert {"StatementsBucketName", "ClearingQueueUrl"} <= set(TEMPLATE["Outputs"])
+
+
+def test_clearing_queue_has_a_dead_letter_queue_and_alarms() -> None:
+    redrive = RESOURCES["ClearingQueue"]["Properties"]["RedrivePolicy"]
+    assert redrive == {
+        "deadLetterTargetArn": {"Fn::GetAtt": ["ClearingDeadLetterQueue", "Arn"]},
+        "maxReceiveCount": {"Ref": "BillingMaxAttempts"},
+    }
+    dlq_alarm = RESOURCES["ClearingDeadLetterAlarm"]["Properties"]
+    assert dlq_alarm["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["ClearingDeadLetterQueue", "QueueName"]}
+    assert dlq_alarm["Threshold"] == 0 and dlq_alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    errors = RESOURCES["BillingWorkerErrorsAlarm"]["Properties"]
+    assert errors["MetricName"] == "Errors" and errors["Dimensions"][0]["Value"] == {
+        "Ref": "BillingWorkerFunction"
+    }
+
+
+def test_billing_worker_is_a_batch_consumer_with_least_privilege() -> None:
+    props = FUNCTIONS["BillingWorkerFunction"]["Properties"]
+    (event,) = props["Events"].values()
+    assert event["Type"] == "SQS" and event["Properties"]["FunctionResponseTypes"] == [
+        "ReportBatchItemFailures"
+    ]
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["ClearingQueue", "Arn"]}
+    assert props["Timeout"] <= 900
+    source = (ROOT / props["CodeUri"] / "app.py").read_text()
+    assert "BatchProcessor" in source and "import fastapi" not in source and "from fastapi" not in source
+    statements = [
+        st for p in props["Policies"] if isinstance(p, dict) and "Statement" in p for st in p["Statement"]
+    ]
+    for st in statements:  # its own table, bucket and queue; never a wildcard resource
+        resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        assert all(r != "*" for r in resources)
+        assert all(
+            ("OcpiTable" in str(r)) or ("StatementsBucket" in str(r)) or ("ClearingQueue" in str(r))
+            for r in resources
+        )
+
+
+def test_table_has_the_billing_index() -> None:
+    gsis = {g["IndexName"]: g for g in RESOURCES["OcpiTable"]["Properties"]["GlobalSecondaryIndexes"]}
+    assert [k["AttributeName"] for k in gsis["GSI3"]["KeySchema"]] == ["GSI3PK", "GSI3SK"]
