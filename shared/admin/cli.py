@@ -26,6 +26,10 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin push resync PARTNER_ID [--module M] # queue a PUT of every object it is entitled to
     ocpi-admin price --tariff TARIFF.json --cdr CDR.json [--time-zone ZONE] [--no-breakdown]
                                                    # the tariff engine, offline: every CDR total
+    ocpi-admin billing run --period 2026-10|2026-10-05 [--partner ID] [--wait SECONDS]
+    ocpi-admin billing list [--partner ID]         # statements recorded
+    ocpi-admin billing show PARTNER_ID PERIOD      # the statement (JSON)
+    ocpi-admin billing download PARTNER_ID PERIOD --out DIR   # statement.json + lines.csv
 """
 
 from __future__ import annotations
@@ -377,6 +381,103 @@ def cmd_command_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ------------------------------------------------------------------ billing runs
+def _billing_s3() -> Any:
+    from shared.services import billing
+
+    return billing.aws_client("s3")
+
+
+def _billing_object(record: dict[str, Any], key: str) -> bytes:
+    resp = _billing_s3().get_object(Bucket=record["bucket"], Key=record[key])
+    return resp["Body"].read()
+
+
+def _billing_record(partner_id: str, period: str) -> dict[str, Any]:
+    record = _store().get_statement(partner_id, period)
+    if record is None:
+        raise SystemExit(f"error: no statement for partner {partner_id} and period {period}")
+    return record
+
+
+def cmd_billing(args: argparse.Namespace) -> int:
+    import hashlib
+    import time
+    from datetime import UTC, datetime
+
+    from shared.services import billing
+
+    store = _store()
+    if args.action == "run":
+        if not args.period:
+            raise SystemExit("error: billing run needs --period YYYY-MM or YYYY-MM-DD")
+        billing.parse_period(args.period)
+        settings = billing.BillingSettings.from_env()
+        queue = billing.SqsQueue(billing.aws_client("sqs"), settings.queue_url)
+        now = datetime.now(UTC)
+        msg = {"kind": "run", "period": args.period, "as_of": billing.sortable_datetime(now)}
+        msg["run_id"] = billing.new_run_id(now)
+        if args.partner:
+            msg["partner_id"] = args.partner
+        summary, _ = billing.run_jobs(store, settings, msg)  # refuses an unknown partner here
+        queue.send([msg])
+        pending = set(summary["partners"])
+        deadline = time.monotonic() + (args.wait or 0)
+        while pending and time.monotonic() < deadline:
+            for pid in sorted(pending):
+                record = store.get_statement(pid, args.period)
+                if record and record.get("run_id") == msg["run_id"]:
+                    pending.discard(pid)
+            if pending:
+                time.sleep(1)
+        out = {**summary, "waiting_for": sorted(pending) if args.wait else None}
+        if args.json:
+            print(json.dumps(out))
+        else:
+            count = len(summary["partners"])
+            print(f"run {summary['run_id']}: period {summary['period']}, {count} partner(s)")
+            if args.wait:
+                print(f"still running: {', '.join(sorted(pending))}" if pending else "all statements written")
+        return EXIT_OK if not (args.wait and pending) else EXIT_ERROR
+    if args.action == "list":
+        records = store.list_statements(args.partner)
+        if args.json:
+            print(json.dumps(records, default=str))
+            return EXIT_OK
+        if not records:
+            print("no statements")
+        for r in records:
+            found = sum(int(v) for v in (r.get("discrepancies") or {}).values())
+            totals = ", ".join(
+                f"{t['direction']} {t['currency']} {t['total_cost_excl_vat']}" for t in r.get("totals") or []
+            )
+            final = "" if r.get("final") else "  (not final)"
+            lines = f"{r['lines']} CDRs  {found} discrepancies"
+            print(f"{r['partner_id']}  {r['period']:<10}  {lines}  {totals}{final}")
+        return EXIT_OK
+    if not (args.partner_id and args.period_arg):
+        raise SystemExit(f"error: billing {args.action} needs PARTNER_ID and PERIOD")
+    record = _billing_record(args.partner_id, args.period_arg)
+    if args.action == "show":
+        statement = json.loads(_billing_object(record, "statement_key"))
+        print(json.dumps(statement) if args.json else json.dumps(statement, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    if not args.out:
+        raise SystemExit("error: billing download needs --out DIR")
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = {}
+    for key, digest in (("statement_key", "statement_sha256"), ("lines_key", "lines_sha256")):
+        data = _billing_object(record, key)
+        if hashlib.sha256(data).hexdigest() != record[digest]:
+            raise SystemExit(f"error: {record[key]} does not match its recorded sha256 (a run writing now?)")
+        path = out_dir / record[key].rsplit("/", 1)[-1]
+        path.write_bytes(data)
+        written[key.removesuffix("_key")] = str(path)
+    print(json.dumps(written) if args.json else "\n".join(written.values()))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ocpi-admin", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -480,6 +581,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--message-id", action="append", help="replay: only these messages")
     p.add_argument("--module", choices=list(MODULES), help="resync: only this module")
     p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser("billing", help="billing runs: start one, list, show and download statements")
+    p.add_argument("action", choices=["run", "list", "show", "download"])
+    p.add_argument("partner_id", nargs="?", help="show/download: the partner")
+    p.add_argument("period_arg", nargs="?", metavar="period", help="show/download: YYYY-MM or YYYY-MM-DD")
+    p.add_argument("--period", help="run: the day (YYYY-MM-DD) or month (YYYY-MM) to bill")
+    p.add_argument("--partner", help="run/list: only this partner")
+    p.add_argument("--wait", type=int, default=0, help="run: seconds to wait for the statements")
+    p.add_argument("--out", help="download: the directory to write statement.json and lines.csv to")
+    p.set_defaults(func=cmd_billing)
 
     for sp in sub.choices.values():
         sp.add_argument("--json", action="store_true", help="machine-readable output")

@@ -130,3 +130,21 @@ def test_emsp_pulls_exactly_the_sessions_and_cdrs_the_cpo_recorded(connected) ->
     # Pulling the CDR again changes nothing (identical: not stored twice).
     again = json.loads(emsp.admin("pull", partner, "--module", "cdrs", "--full", "--json").stdout)
     assert again["created"] == 0 and again["stale"] == 1 and again["rejected"] == 0
+
+    # Billing runs on both sides (ocpi-admin billing run -> ClearingQueue -> the billing worker in
+    # the stack's SQS poller): the day of the CDR in Europe/Amsterdam (the template's default).
+    emsp_id = connected["emsp_at_cpo"]["partner_id"]
+    for stack, partner_id, direction in ((cpo, emsp_id, "sent"), (emsp, partner, "received")):
+        run = stack.admin_json(
+            "billing", "run", "--period", "2015-06-30", "--partner", partner_id, "--wait", "60"
+        )
+        assert run["waiting_for"] == [], run
+        statement = stack.admin_json("billing", "show", partner_id, "2015-06-30")
+        assert [
+            (t["direction"], t["currency"], t["cdrs"], t["total_cost_excl_vat"]) for t in statement["totals"]
+        ] == [(direction, "EUR", 1, "4.0000")]
+        assert statement["discrepancies"]["session_without_cdr"]["count"] == 0
+        got = stack.admin_json("billing", "download", partner_id, "2015-06-30", "--out", str(tmp / direction))
+        assert "E2E-CDR1" in (tmp / direction / "lines.csv").read_text() and got["statement"].endswith(
+            ".json"
+        )

@@ -2,7 +2,7 @@
 statements bucket, driven through the billing worker's Lambda handler the way SQS would (the local
 stack's poller: receive, invoke, delete what succeeded): totals per currency with credits netted,
 every kind of discrepancy, byte-identical re-runs, redelivered and chunked slices, retries into the
-dead-letter queue."""
+dead-letter queue, and ocpi-admin billing."""
 
 from __future__ import annotations
 
@@ -466,3 +466,29 @@ def test_cdrs_created_by_the_module_are_in_the_billing_index(h: Harness, monkeyp
     cdrs.create_own(h.store, own)
     page = h.store.query_range("GSI3", "BL#sent#DE*MSP", "2026-10-05", "2026-10-06")
     assert [o.ref.object_id for o in page.items] == ["OWN-1"]
+
+
+# ------------------------------------------------------------------ ocpi-admin billing
+def test_ocpi_admin_billing_commands(h: Harness, tmp_path, capsys) -> None:
+    from shared.admin import cli
+
+    _some_cdrs(h.store, n=6)
+    assert cli.main(["billing", "run", "--period", PERIOD, "--partner", PARTNER, "--json"]) == 0
+    started = json.loads(capsys.readouterr().out)
+    assert started["partners"] == [PARTNER] and started["period"] == PERIOD
+    h.drain()
+    capsys.readouterr()  # the worker's logs and metrics
+    assert cli.main(["billing", "list", "--json"]) == 0
+    (listed,) = json.loads(capsys.readouterr().out)
+    assert listed["run_id"] == started["run_id"] and listed["lines"] == h.statement()["lines"]["count"] == 9
+    assert cli.main(["billing", "list", "--partner", "nobody", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert cli.main(["billing", "show", PARTNER, PERIOD, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == h.statement()
+    assert cli.main(["billing", "download", PARTNER, PERIOD, "--out", str(tmp_path)]) == 0
+    capsys.readouterr()
+    assert ((tmp_path / "statement.json").read_bytes(), (tmp_path / "lines.csv").read_bytes()) == h.files()
+    with pytest.raises(SystemExit, match="no statement"):
+        cli.main(["billing", "show", PARTNER, "2026-09"])
+    assert cli.main(["billing", "run", "--period", "2026-10", "--partner", "nobody"]) == 1
+    assert cli.main(["billing", "run", "--period", "October"]) == 1
