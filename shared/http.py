@@ -41,13 +41,55 @@ from shared.validation import describe_validation, validate
 
 __all__ = ["describe_validation", "validate"]
 
-from shared.modules import SUPPORTED_VERSIONS
+from shared.store.base import ObjectRef
+from shared.versions import CANONICAL, Context, convert
 
 
 # ------------------------------------------------------------------ validation helpers
 # describe_validation/validate live in shared.validation (no FastAPI there); re-exported here.
-async def json_body(request: Request) -> Any:
-    """The request body parsed as JSON (numbers as Decimal); invalid JSON -> HTTP 400 + 2001."""
+async def json_body(request: Request, kind: str | None = None) -> Any:
+    """The request body parsed as JSON (numbers as Decimal); invalid JSON -> HTTP 400 + 2001.
+    With ``kind`` (shared/versions KINDS) it is converted from the request's OCPI version to the
+    canonical form (shared/versions/convert.py)."""
+    data = await _parse_body(request)
+    if kind is None:
+        return data
+    return wire_in(request, kind, data)
+
+
+def request_version(request: Request) -> str:
+    return str(request.path_params.get("version") or CANONICAL)
+
+
+def version_context(request: Request) -> Context:
+    """What a converter may look up, for this request (shared/versions Context)."""
+    from shared.services import locations
+
+    store = get_store()
+
+    def load_location(cc: str, pid: str, location_id: str) -> dict[str, Any] | None:
+        found = store.get(ObjectRef("locations", cc, pid, location_id))
+        return locations.assemble(found) if found is not None else None
+
+    return Context(load_location=load_location)
+
+
+def wire_in(request: Request, kind: str, data: Any) -> Any:
+    version = request_version(request)
+    if version == CANONICAL:
+        return data
+    try:
+        return convert.inbound(version, kind, data, version_context(request))
+    except ValueError as err:  # a converter's refusal (e.g. a kind that version lacks)
+        raise InvalidParameters(str(err)) from err
+
+
+def wire(request: Request, kind: str, data: Any) -> Any:
+    """Canonical data (an object or a list of them) in the request's OCPI version."""
+    return convert.outbound(request_version(request), kind, data, version_context(request))
+
+
+async def _parse_body(request: Request) -> Any:
     raw = await request.body()
     if len(raw) > get_settings().max_body_bytes:
         raise PayloadTooLarge()
@@ -96,7 +138,7 @@ def caller_or_registration(request: Request) -> Caller:
 
 
 def check_version(version: str) -> str:
-    if version not in SUPPORTED_VERSIONS:
+    if version not in convert.enabled_versions():
         raise NotFound(f"Unknown OCPI version {version[:16]!r}")
     return version
 
@@ -283,9 +325,13 @@ def outcome_response(result: Any) -> OcpiResponse:
     return OcpiResponse(result.data, message=result.message, http_status=result.http_status)
 
 
-def paged_response(request: Request, items: list[Any], params: Any, page: Any) -> OcpiResponse:
+def paged_response(
+    request: Request, items: list[Any], params: Any, page: Any, kind: str | None = None
+) -> OcpiResponse:
     from shared.pagination import page_headers
 
+    if kind is not None:
+        items = wire(request, kind, items)
     return OcpiResponse(items, headers=page_headers(url_without_query(request), params, page))
 
 

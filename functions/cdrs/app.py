@@ -20,6 +20,7 @@ from shared.http import (
     partner_request,
     public_base_url,
     routing_headers,
+    wire,
 )
 from shared.services import cdrs, objects
 from shared.store import get_store
@@ -45,13 +46,13 @@ def list_cdrs(request: Request, who: Caller = Depends(partner_request)) -> OcpiR
     routing = routing_headers(request)
     party = objects.caller_party(who, "EMSP", (routing.from_country_code, routing.from_party_id))
     items, page = cdrs.list_own(get_store(), party, params)
-    return paged_response(request, items, params, page)
+    return paged_response(request, items, params, page, "cdr")
 
 
 # ------------------------------------------------------------------ receiver interface
 @router.post(RECEIVER)
 async def rx_post(version: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "cdr")
     result = cdrs.create_received(get_store(), who, body)
     # The same answer for the first POST and an identical replay (shared/services/cdrs.py).
     return OcpiResponse(
@@ -61,9 +62,10 @@ async def rx_post(version: str, request: Request, who: Caller = Depends(partner_
 
 @router.get(RECEIVER + "/{country_code}/{party_id}/{cdr_id}")
 def rx_get(
-    country_code: str, party_id: str, cdr_id: str, who: Caller = Depends(partner_request)
+    country_code: str, party_id: str, cdr_id: str, request: Request, who: Caller = Depends(partner_request)
 ) -> OcpiResponse:
-    return OcpiResponse(cdrs.get_received(get_store(), who, country_code, party_id, cdr_id))
+    found = cdrs.get_received(get_store(), who, country_code, party_id, cdr_id)
+    return OcpiResponse(wire(request, "cdr", found))
 
 
 app = create_app("cdrs", [router])

@@ -21,6 +21,7 @@ from shared.http import (
     page_params,
     paged_response,
     partner_request,
+    wire,
 )
 from shared.services import geo, locations
 from shared.store import get_store
@@ -35,41 +36,57 @@ RECEIVER = "/ocpi/{version}/receiver/locations/{country_code}/{party_id}/{locati
 def list_locations(request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     params = page_params(request)
     items, page = locations.list_own(get_store(), params)
-    return paged_response(request, items, params, page)
+    return paged_response(request, items, params, page, "location")
 
 
 @router.get(SENDER + "/{location_id}")
-def get_location(location_id: str, who: Caller = Depends(partner_request)) -> OcpiResponse:
-    return OcpiResponse(locations.get_own(get_store(), location_id))
+def get_location(location_id: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
+    return OcpiResponse(wire(request, "location", locations.get_own(get_store(), location_id)))
 
 
 @router.get(SENDER + "/{location_id}/{evse_uid}")
-def get_evse(location_id: str, evse_uid: str, who: Caller = Depends(partner_request)) -> OcpiResponse:
-    return OcpiResponse(locations.get_own(get_store(), location_id, evse_uid))
+def get_evse(
+    location_id: str, evse_uid: str, request: Request, who: Caller = Depends(partner_request)
+) -> OcpiResponse:
+    return OcpiResponse(wire(request, "evse", locations.get_own(get_store(), location_id, evse_uid)))
 
 
 @router.get(SENDER + "/{location_id}/{evse_uid}/{connector_id}")
 def get_connector(
-    location_id: str, evse_uid: str, connector_id: str, who: Caller = Depends(partner_request)
+    location_id: str,
+    evse_uid: str,
+    connector_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    return OcpiResponse(locations.get_own(get_store(), location_id, evse_uid, connector_id))
+    found = locations.get_own(get_store(), location_id, evse_uid, connector_id)
+    return OcpiResponse(wire(request, "connector", found))
 
 
 # ------------------------------------------------------------------ receiver interface
 @router.get(RECEIVER)
 def rx_get_location(
-    country_code: str, party_id: str, location_id: str, who: Caller = Depends(partner_request)
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    return OcpiResponse(locations.get_received(get_store(), who, country_code, party_id, location_id))
+    found = locations.get_received(get_store(), who, country_code, party_id, location_id)
+    return OcpiResponse(wire(request, "location", found))
 
 
 @router.get(RECEIVER + "/{evse_uid}")
 def rx_get_evse(
-    country_code: str, party_id: str, location_id: str, evse_uid: str, who: Caller = Depends(partner_request)
+    country_code: str,
+    party_id: str,
+    location_id: str,
+    evse_uid: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    return OcpiResponse(
-        locations.get_received(get_store(), who, country_code, party_id, location_id, evse_uid)
-    )
+    found = locations.get_received(get_store(), who, country_code, party_id, location_id, evse_uid)
+    return OcpiResponse(wire(request, "evse", found))
 
 
 @router.get(RECEIVER + "/{evse_uid}/{connector_id}")
@@ -79,11 +96,13 @@ def rx_get_connector(
     location_id: str,
     evse_uid: str,
     connector_id: str,
+    request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    return OcpiResponse(
-        locations.get_received(get_store(), who, country_code, party_id, location_id, evse_uid, connector_id)
+    found = locations.get_received(
+        get_store(), who, country_code, party_id, location_id, evse_uid, connector_id
     )
+    return OcpiResponse(wire(request, "connector", found))
 
 
 @router.put(RECEIVER)
@@ -94,7 +113,7 @@ async def rx_put_location(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "location")
     return outcome_response(
         locations.put_location(get_store(), who, country_code, party_id, location_id, body)
     )
@@ -109,7 +128,7 @@ async def rx_put_evse(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "evse")
     return outcome_response(
         locations.put_evse(get_store(), who, country_code, party_id, location_id, evse_uid, body)
     )
@@ -125,7 +144,7 @@ async def rx_put_connector(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "connector")
     return outcome_response(
         locations.put_connector(
             get_store(), who, country_code, party_id, location_id, evse_uid, connector_id, body
@@ -141,7 +160,7 @@ async def rx_patch_location(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "location_patch")
     return outcome_response(
         locations.patch_location(get_store(), who, country_code, party_id, location_id, body)
     )
@@ -156,7 +175,7 @@ async def rx_patch_evse(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "evse_patch")
     return outcome_response(
         locations.patch_evse(get_store(), who, country_code, party_id, location_id, evse_uid, body)
     )
@@ -172,7 +191,7 @@ async def rx_patch_connector(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "connector_patch")
     return outcome_response(
         locations.patch_connector(
             get_store(), who, country_code, party_id, location_id, evse_uid, connector_id, body

@@ -17,6 +17,7 @@ from shared.http import (
     page_params,
     paged_response,
     partner_request,
+    wire,
 )
 from shared.services import objects, sessions
 from shared.store import get_store
@@ -32,7 +33,7 @@ def list_sessions(request: Request, who: Caller = Depends(partner_request)) -> O
     params = page_params(request, require_date_from=True)  # mod_sessions: date_from is required
     party = objects.caller_party(who, "EMSP", from_party(request))
     items, page = sessions.list_own(get_store(), party, params)
-    return paged_response(request, items, params, page)
+    return paged_response(request, items, params, page, "session")
 
 
 @router.put(SENDER + "/{session_id}/charging_preferences")
@@ -47,9 +48,14 @@ async def charging_preferences(
 # ------------------------------------------------------------------ receiver interface
 @router.get(RECEIVER)
 def rx_get(
-    country_code: str, party_id: str, session_id: str, who: Caller = Depends(partner_request)
+    country_code: str,
+    party_id: str,
+    session_id: str,
+    request: Request,
+    who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    return OcpiResponse(sessions.get_received(get_store(), who, country_code, party_id, session_id))
+    found = sessions.get_received(get_store(), who, country_code, party_id, session_id)
+    return OcpiResponse(wire(request, "session", found))
 
 
 @router.put(RECEIVER)
@@ -60,7 +66,7 @@ async def rx_put(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "session")
     return outcome_response(sessions.put_session(get_store(), who, country_code, party_id, session_id, body))
 
 
@@ -72,7 +78,7 @@ async def rx_patch(
     request: Request,
     who: Caller = Depends(partner_request),
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "session_patch")
     return outcome_response(
         sessions.patch_session(get_store(), who, country_code, party_id, session_id, body)
     )

@@ -15,6 +15,7 @@ from shared.http import (
     page_params,
     paged_response,
     partner_request,
+    wire,
 )
 from shared.services import objects, tariffs
 from shared.store import get_store
@@ -27,22 +28,22 @@ RECEIVER = "/ocpi/{version}/receiver/tariffs/{country_code}/{party_id}/{tariff_i
 def list_tariffs(request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     params = page_params(request)
     items, page = tariffs.list_own(get_store(), params)
-    return paged_response(request, items, params, page)
+    return paged_response(request, items, params, page, "tariff")
 
 
 @router.get(RECEIVER)
 def rx_get(
-    country_code: str, party_id: str, tariff_id: str, who: Caller = Depends(partner_request)
+    country_code: str, party_id: str, tariff_id: str, request: Request, who: Caller = Depends(partner_request)
 ) -> OcpiResponse:
     found = objects.get_received(get_store(), tariffs.KIND, who, country_code, party_id, tariff_id)
-    return OcpiResponse(found.body)
+    return OcpiResponse(wire(request, "tariff", found.body))
 
 
 @router.put(RECEIVER)
 async def rx_put(
     country_code: str, party_id: str, tariff_id: str, request: Request, who: Caller = Depends(partner_request)
 ) -> OcpiResponse:
-    body = await json_body(request)
+    body = await json_body(request, "tariff")
     return outcome_response(
         objects.put_received(get_store(), tariffs.KIND, who, country_code, party_id, tariff_id, body)
     )

@@ -15,6 +15,7 @@ from shared.http import (
     page_params,
     paged_response,
     partner_request,
+    wire,
 )
 from shared.services import objects, tokens
 from shared.store import get_store
@@ -27,15 +28,15 @@ RECEIVER = "/ocpi/{version}/receiver/tokens/{country_code}/{party_id}/{token_uid
 def list_tokens(request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     params = page_params(request)
     items, page = tokens.list_own(get_store(), who, params)
-    return paged_response(request, items, params, page)
+    return paged_response(request, items, params, page, "token")
 
 
 @router.post("/ocpi/{version}/sender/tokens/{token_uid}/authorize")
 async def authorize(token_uid: str, request: Request, who: Caller = Depends(partner_request)) -> OcpiResponse:
     raw = await request.body()
-    body = await json_body(request) if raw.strip() else None
+    body = await json_body(request, "location_references") if raw.strip() else None
     info = tokens.authorize(get_store(), who, token_uid, request.query_params.get("type"), body)
-    return OcpiResponse(info)
+    return OcpiResponse(wire(request, "authorization_info", info))
 
 
 @router.get(RECEIVER)
@@ -44,7 +45,7 @@ def rx_get(
 ) -> OcpiResponse:
     variant = tokens.token_type(request.query_params.get("type"))
     found = objects.get_received(get_store(), tokens.KIND, who, country_code, party_id, token_uid, variant)
-    return OcpiResponse(found.body)
+    return OcpiResponse(wire(request, "token", found.body))
 
 
 @router.put(RECEIVER)
@@ -52,7 +53,7 @@ async def rx_put(
     country_code: str, party_id: str, token_uid: str, request: Request, who: Caller = Depends(partner_request)
 ) -> OcpiResponse:
     variant = tokens.token_type(request.query_params.get("type"))
-    body = await json_body(request)
+    body = await json_body(request, "token")
     return outcome_response(
         objects.put_received(get_store(), tokens.KIND, who, country_code, party_id, token_uid, body, variant)
     )
@@ -63,7 +64,7 @@ async def rx_patch(
     country_code: str, party_id: str, token_uid: str, request: Request, who: Caller = Depends(partner_request)
 ) -> OcpiResponse:
     variant = tokens.token_type(request.query_params.get("type"))
-    body = await json_body(request)
+    body = await json_body(request, "token_patch")
     return outcome_response(
         objects.patch_received(
             get_store(), tokens.KIND, who, country_code, party_id, token_uid, body, variant

@@ -1,0 +1,68 @@
+"""The conversion layer's entry points (shared/versions/__init__.py explains the design).
+
+Which versions this deployment offers comes from `OCPI_VERSIONS` (comma-separated, default
+`DEFAULT_VERSIONS`); the versions endpoint, the credentials handshake and the route check use
+`enabled_versions()`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+from shared.versions import CANONICAL, KINDS, SUPPORTED_VERSIONS, Context
+
+_MODULES = {"2.1.1": "shared.versions.v211", "2.2.1": "shared.versions.v221", "2.3.0": "shared.versions.v230"}
+
+
+# What a deployment offers unless OCPI_VERSIONS says otherwise.
+DEFAULT_VERSIONS = ("2.2.1",)
+
+
+class VersionNotSupported(ValueError):
+    pass
+
+
+def enabled_versions() -> tuple[str, ...]:
+    raw = os.environ.get("OCPI_VERSIONS", "")
+    wanted = [v.strip() for v in raw.split(",") if v.strip()] if raw else list(DEFAULT_VERSIONS)
+    return tuple(v for v in SUPPORTED_VERSIONS if v in wanted)
+
+
+@lru_cache(maxsize=8)
+def converter(version: str) -> ModuleType:
+    name = _MODULES.get(version)
+    if name is None:
+        raise VersionNotSupported(f"OCPI {version} is not supported")
+    return importlib.import_module(name)
+
+
+def _check(kind: str) -> None:
+    if kind not in KINDS:
+        raise ValueError(f"unknown object kind {kind!r}")
+
+
+def inbound(version: str, kind: str, obj: Any, ctx: Context | None = None) -> Any:
+    """The wire form of ``version`` -> canonical. Non-objects pass through (validation reports
+    them); lists are converted item by item."""
+    _check(kind)
+    if version == CANONICAL and not isinstance(obj, list):
+        return obj  # the canonical form itself: no copy needed, the services never mutate input
+    if isinstance(obj, list):
+        return [inbound(version, kind, o, ctx) for o in obj]
+    if not isinstance(obj, dict):
+        return obj
+    return converter(version).to_canonical(kind, obj, ctx or Context())
+
+
+def outbound(version: str, kind: str, obj: Any, ctx: Context | None = None) -> Any:
+    """Canonical -> the wire form of ``version``; lists item by item."""
+    _check(kind)
+    if isinstance(obj, list):
+        return [outbound(version, kind, o, ctx) for o in obj]
+    if not isinstance(obj, dict):
+        return obj
+    return converter(version).from_canonical(kind, obj, ctx or Context())
