@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-# The OCPI versions this deployment speaks (version_information_endpoint).
-SUPPORTED_VERSIONS = ("2.2.1",)
+# The OCPI versions this code speaks; which of them a deployment offers: shared/versions/convert.py
+# enabled_versions() (OCPI_VERSIONS).
+from shared.versions import SUPPORTED_VERSIONS  # noqa: F401
 
 SENDER = "SENDER"
 RECEIVER = "RECEIVER"

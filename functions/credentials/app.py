@@ -32,6 +32,7 @@ def get_credentials(
             public_base_url(request),
             who,
             presented_token(request.headers.get("authorization"), who.token_hash),
+            version,
         )
     )
 

@@ -21,7 +21,8 @@ def get_versions(request: Request, who: Caller = Depends(caller_or_registration)
 def get_version_details(
     version: str, request: Request, who: Caller = Depends(caller_or_registration)
 ) -> OcpiResponse:
-    return OcpiResponse(versions.version_details(public_base_url(request), check_version(version)))
+    details = versions.version_details(public_base_url(request), check_version(version), who.partner)
+    return OcpiResponse(details)
 
 
 app = create_app("versions", [router])

@@ -78,7 +78,7 @@ def _store() -> Any:
 def cmd_invite(args: argparse.Namespace) -> int:
     from shared.services import credentials
 
-    partner_id, token_a = credentials.invite(_store(), args.name, args.ttl)
+    partner_id, token_a = credentials.invite(_store(), args.name, args.ttl, own_role_211=args.as_role or "")
     out = {
         "partner_id": partner_id,
         "token": token_a,
@@ -115,7 +115,9 @@ def _print_partner(p: dict[str, Any], as_json: bool) -> None:
 def cmd_register(args: argparse.Namespace) -> int:
     from shared.services import credentials
 
-    partner = credentials.register_with(_store(), _base_url(), args.versions_url, args.token, args.name or "")
+    partner = credentials.register_with(
+        _store(), _base_url(), args.versions_url, args.token, args.name or "", own_role_211=args.as_role or ""
+    )
     _print_partner(partner, args.json)
     return EXIT_OK
 
@@ -488,12 +490,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("invite", help="create a registration token (token A) for a new partner")
     p.add_argument("--name", required=True, help="a label for the partner")
     p.add_argument("--ttl", type=int, default=None, help="seconds the token stays valid (default 7 days)")
+    p.add_argument(
+        "--as", dest="as_role", choices=["CPO", "EMSP"], help="OCPI 2.1.1: which of our roles it talks to"
+    )
     p.set_defaults(func=cmd_invite)
 
     p = sub.add_parser("register", help="register with a partner (we initiate the handshake)")
     p.add_argument("--versions-url", required=True)
     p.add_argument("--token", required=True, help="the token A the partner gave us")
     p.add_argument("--name", default="")
+    p.add_argument(
+        "--as", dest="as_role", choices=["CPO", "EMSP"], help="OCPI 2.1.1: which of our roles it talks to"
+    )
     p.set_defaults(func=cmd_register)
 
     p = sub.add_parser("update", help="rotate tokens with a partner and re-read its endpoints")

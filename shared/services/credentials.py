@@ -33,10 +33,10 @@ from shared.errors import (
 )
 from shared.logs import logger
 from shared.models.v221.credentials import Credentials
-from shared.modules import SUPPORTED_VERSIONS
 from shared.store.base import TokenRecord
 from shared.timeutil import timestamp
 from shared.validation import validate
+from shared.versions import Context, convert
 
 # How long our token B stays a registration-scope token while we register with a partner.
 HANDSHAKE_TTL = 15 * 60
@@ -64,6 +64,41 @@ def our_credentials(base_url: str, token: str) -> dict[str, Any]:
         "url": our_versions_url(base_url),
         "roles": [p.to_credentials_role() for p in get_settings().own_parties],
     }
+
+
+# ------------------------------------------------------------------ versions (shared/versions)
+def own_role_211(partner: dict[str, Any] | None) -> str:
+    """OCPI 2.1.1 credentials carry one party: which of our roles a 2.1.1 partner talks to. Set at
+    invitation (`ocpi-admin invite --as EMSP`), else CPO when we have a CPO party, else EMSP."""
+    chosen = str((partner or {}).get("own_role_211") or "").upper()
+    roles = get_settings().own_roles()
+    if chosen in roles:
+        return chosen
+    return "CPO" if "CPO" in roles else "EMSP"
+
+
+def version_context(version: str, partner: dict[str, Any] | None) -> Context:
+    """The parties a converter needs for the credentials of ``version`` (2.1.1: one each)."""
+    if version != "2.1.1":
+        return Context()
+    role = own_role_211(partner)
+    own = next((p for p in get_settings().own_parties if p.role.upper() == role), None)
+    theirs = "EMSP" if role == "CPO" else "CPO"
+    return Context(
+        partner_party=("", "", theirs),
+        own_party=(own.country_code, own.party_id, role) if own else None,
+    )
+
+
+def credentials_in(version: str, partner: dict[str, Any] | None, body: Any) -> Any:
+    try:
+        return convert.inbound(version, "credentials", body, version_context(version, partner))
+    except ValueError as err:
+        raise InvalidParameters(str(err)) from err
+
+
+def credentials_out(version: str, partner: dict[str, Any] | None, body: dict[str, Any]) -> dict[str, Any]:
+    return convert.outbound(version, "credentials", body, version_context(version, partner))
 
 
 def required_modules() -> list[str]:
@@ -130,11 +165,12 @@ def discover(
             raise UnsupportedVersion(f"The partner does not offer OCPI {version}")
         chosen = version
     else:
-        common = sorted(set(theirs) & set(SUPPORTED_VERSIONS), key=_version_key)
+        offered = convert.enabled_versions()
+        common = sorted(set(theirs) & set(offered), key=_version_key)
         if not common:
-            offered = ", ".join(sorted(theirs)) or "none"
             raise UnsupportedVersion(
-                f"No common OCPI version (partner offers {offered}; we offer {', '.join(SUPPORTED_VERSIONS)})"
+                f"No common OCPI version (partner offers {', '.join(sorted(theirs)) or 'none'}; "
+                f"we offer {', '.join(offered)})"
             )
         chosen = common[-1]
     details, _ = _fetch(token, theirs[chosen], raw)
@@ -186,23 +222,25 @@ def _now() -> str:
 
 
 # ------------------------------------------------------------------ ops: invitations
-def invite(store: Any, name: str, ttl: int | None = None) -> tuple[str, str]:
-    """Create a partner invitation: returns (partner_id, token A)."""
+def invite(store: Any, name: str, ttl: int | None = None, own_role_211: str = "") -> tuple[str, str]:
+    """Create a partner invitation: returns (partner_id, token A). ``own_role_211``: which of our
+    roles (CPO or EMSP) a partner that registers over OCPI 2.1.1 talks to."""
     partner_id = str(uuid.uuid4())
     token_a = auth.new_token()
     ttl = ttl if ttl is not None else get_settings().registration_ttl
-    store.put_partner(
-        {
-            "partner_id": partner_id,
-            "name": name,
-            "status": STATUS_INVITED,
-            "initiated_by": "partner",
-            "roles": [],
-            "endpoints": [],
-            "created_at": _now(),
-            "updated_at": _now(),
-        }
-    )
+    record = {
+        "partner_id": partner_id,
+        "name": name,
+        "status": STATUS_INVITED,
+        "initiated_by": "partner",
+        "roles": [],
+        "endpoints": [],
+        "created_at": _now(),
+        "updated_at": _now(),
+    }
+    if own_role_211:
+        record["own_role_211"] = own_role_211.upper()
+    store.put_partner(record)
     store.put_token(
         TokenRecord(auth.hash_token(token_a), partner_id, KIND_REGISTRATION, int(time.time()) + ttl)
     )
@@ -232,8 +270,10 @@ def create_app_client(store: Any, name: str) -> tuple[str, str]:
 
 
 # ------------------------------------------------------------------ server side: a partner calls us
-def get_credentials(base_url: str, who: Caller, presented_token: str) -> dict[str, Any]:
-    return our_credentials(base_url, presented_token)
+def get_credentials(
+    base_url: str, who: Caller, presented_token: str, version: str = "2.2.1"
+) -> dict[str, Any]:
+    return credentials_out(version, who.partner, our_credentials(base_url, presented_token))
 
 
 def _issue_token_c(store: Any, partner_id: str) -> tuple[str, str]:
@@ -249,8 +289,9 @@ def register_partner(store: Any, base_url: str, version: str, who: Caller, body:
         # Registered partners must PUT; a token B we handed out while registering with a partner
         # (registration scope too) cannot be used to register that partner a second way.
         raise MethodNotAllowed("Already registered: use PUT to update or DELETE to unregister")
-    creds: Credentials = validate(Credentials, body)
-    found = discover(creds.token, str(creds.url))
+    creds: Credentials = validate(Credentials, credentials_in(version, who.partner, body))
+    # The version of the URL the partner POSTed to is the one it chose.
+    found = discover(creds.token, str(creds.url), version=version)
     # The caller's partner record was just read by authentication (registration-scope lookups are
     # never cached), so no second read.
     partner = dict(who.partner) or {"partner_id": who.partner_id, "created_at": _now()}
@@ -278,7 +319,7 @@ def register_partner(store: Any, base_url: str, version: str, who: Caller, body:
     )
     store.put_partner(partner)
     logger.info("partner registered", extra={"partner_id": who.partner_id, "version": found.version})
-    return our_credentials(base_url, token_c)
+    return credentials_out(found.version, partner, our_credentials(base_url, token_c))
 
 
 def update_partner(store: Any, base_url: str, version: str, who: Caller, body: Any) -> dict[str, Any]:
@@ -286,7 +327,7 @@ def update_partner(store: Any, base_url: str, version: str, who: Caller, body: A
     partner = store.get_partner(who.partner_id)
     if who.kind != KIND_PARTNER or not partner or partner.get("status") != STATUS_REGISTERED:
         raise MethodNotAllowed("Not registered: use POST to register")
-    creds: Credentials = validate(Credentials, body)
+    creds: Credentials = validate(Credentials, credentials_in(version, partner, body))
     found = discover(creds.token, str(creds.url), version=version)
     new_roles = _roles(creds)
     _claim(store, who.partner_id, new_roles)
@@ -310,7 +351,7 @@ def update_partner(store: Any, base_url: str, version: str, who: Caller, body: A
     store.delete_token(old_hash)
     auth.forget(old_hash)
     logger.info("partner credentials updated", extra={"partner_id": who.partner_id})
-    return our_credentials(base_url, token_c)
+    return credentials_out(found.version, partner, our_credentials(base_url, token_c))
 
 
 def unregister_partner(store: Any, who: Caller) -> None:
@@ -347,15 +388,17 @@ def _post_or_put_credentials(
     if not url:
         raise NoMatchingEndpoints("The partner has no credentials endpoint")
     client = _client(header_token, bool(partner.get("raw_token")))
+    version = str(partner.get("version") or "2.2.1")
+    body = credentials_out(version, partner, our_credentials(base_url, token_b))
     try:
-        result = client.request(method, url, json=our_credentials(base_url, token_b))
+        result = client.request(method, url, json=body)
     except OcpiClientError as err:
         raise ClientApiError(f"The partner refused our credentials: {_describe(err)}") from err
-    return validate(Credentials, result.data)
+    return validate(Credentials, credentials_in(version, partner, result.data))
 
 
 def register_with(
-    store: Any, base_url: str, versions_url: str, token_a: str, name: str = ""
+    store: Any, base_url: str, versions_url: str, token_a: str, name: str = "", own_role_211: str = ""
 ) -> dict[str, Any]:
     """We initiate: GET versions/details with token A, POST our credentials with a fresh token B,
     keep the token C we get back. Returns the partner record."""
@@ -376,6 +419,8 @@ def register_with(
         "created_at": _now(),
         "updated_at": _now(),
     }
+    if own_role_211:
+        partner["own_role_211"] = own_role_211.upper()
     store.put_partner(partner)
     # The partner calls our versions endpoints with token B during our POST: registration scope.
     store.put_token(TokenRecord(b_hash, partner_id, KIND_REGISTRATION, int(time.time()) + HANDSHAKE_TTL))
