@@ -6,7 +6,10 @@ never mutated), use the store only through `ctx.load_location` / `ctx.find_token
 `ctx.notes` for everything they derive or drop that a reader could miss.
 
 Rules applied everywhere:
-- Fields this module does not map are kept as they are, in both directions (nested ones too).
+- G2: →C, fields this module does not map are kept as they are (nested ones too; the canonical
+  models keep unknown keys). →W, the canonical object is first reduced to what a 2.2.1 partner gets
+  (`v230.strip_for_221`: no 2.3.0 fields, `@2.3.0` sidecars or extension fields, tax-included
+  tariff prices made net), so 2.1.1 never receives a field 2.1.1 and 2.2.1 do not define.
 - G1: in whole objects `null` and `[]` are the same as absent (dropped both ways); `*_patch` bodies are
   mapped field by field and keep explicit `null`s (a PATCH may clear a field).
 - G3: 2.1.1 objects carry no owner; `country_code`/`party_id` come from `ctx.partner_party` (the caller
@@ -68,10 +71,12 @@ _CAPABILITIES_211 = {
     "UNLOCK_CAPABLE",
 }
 _FACILITIES_NEW = {"BIKE_SHARING", "TRAM_STOP", "METRO_STATION", "PARKING_LOT"}
-_CONNECTORS_NEW = {
-    "CHAOJI", "DOMESTIC_M", "DOMESTIC_N", "DOMESTIC_O", "GBT_AC", "GBT_DC", "NEMA_5_20", "NEMA_6_30",
-    "NEMA_6_50", "NEMA_10_30", "NEMA_10_50", "NEMA_14_30", "NEMA_14_50", "PANTOGRAPH_BOTTOM_UP",
-    "PANTOGRAPH_TOP_DOWN",
+_CONNECTORS_211 = {  # L11 §4.4: the 25 values; any other (2.2.1 or 2.3.0) standard cannot be sent
+    "CHADEMO", "DOMESTIC_A", "DOMESTIC_B", "DOMESTIC_C", "DOMESTIC_D", "DOMESTIC_E", "DOMESTIC_F",
+    "DOMESTIC_G", "DOMESTIC_H", "DOMESTIC_I", "DOMESTIC_J", "DOMESTIC_K", "DOMESTIC_L",
+    "IEC_60309_2_single_16", "IEC_60309_2_three_16", "IEC_60309_2_three_32", "IEC_60309_2_three_64",
+    "IEC_62196_T1", "IEC_62196_T1_COMBO", "IEC_62196_T2", "IEC_62196_T2_COMBO", "IEC_62196_T3A",
+    "IEC_62196_T3C", "TESLA_R", "TESLA_S",
 }  # fmt: skip
 _POWER_W = {"AC_2_PHASE": "AC_1_PHASE", "AC_2_PHASE_SPLIT": "AC_1_PHASE"}
 _TOKEN_TYPE_W = {"APP_USER": "OTHER", "AD_HOC_USER": "OTHER"}
@@ -332,7 +337,7 @@ def _connector_c(d: Obj, ctx: Context, patch: bool = False) -> Obj:
 
 
 def _connector_w(d: Obj, ctx: Context, patch: bool = False) -> Obj:
-    if d.get("standard") in _CONNECTORS_NEW:
+    if "standard" in d and d["standard"] not in _CONNECTORS_211:
         raise UnsupportedInVersion("connector", f"standard {d['standard']} does not exist in 2.1.1")
     if d.get("power_type") in _POWER_W:
         d["power_type"] = _POWER_W[d["power_type"]]
@@ -697,6 +702,7 @@ def _session_location_w(d: Obj, ctx: Context, owner: tuple[Any, Any]) -> Obj:
         _note(ctx, f"session {d.get('id')}: location {location_id} not known, embedded location incomplete")
         location: Obj = {"id": location_id}
     else:
+        stored = copy.deepcopy(_as_221("location", stored))
         evse = _find(stored.get("evses"), "uid", evse_uid)
         connector = _find(evse.get("connectors") if evse else None, "id", connector_id)
         if evse is not None:
@@ -1089,10 +1095,25 @@ def to_canonical(kind: str, obj: Obj, ctx: Context) -> Obj:
     return _convert(_TO, kind, obj, ctx)
 
 
+def _as_221(kind: str, obj: Obj) -> Obj:
+    """What a 2.2.1 partner would get (`v230.strip_for_221`): only 2.2.1 fields, no 2.3.0 fields,
+    sidecars or extension fields (G2), tax-included tariff prices as net prices. 2.1.1 is mapped
+    from that, so it never gets more than 2.2.1 does."""
+    try:
+        from shared.versions import v230
+    except ImportError:  # pragma: no cover - before 2.3.0 support exists
+        return obj
+    if kind in _FROM and kind != "cancel_reservation" and isinstance(obj, dict):
+        if not v230.sendable_to_221(kind, obj):
+            raise UnsupportedInVersion(kind, "a 2.3.0 EMAID token is not sent to 2.1.1/2.2.1 partners")
+        return v230.strip_for_221(kind, obj)
+    return obj
+
+
 def from_canonical(kind: str, obj: Obj, ctx: Context) -> Obj:
     """Canonical (2.2.1) form → 2.1.1 wire form. Raises `UnsupportedInVersion` for what 2.1.1 cannot
     carry or must not receive."""
-    return _convert(_FROM, kind, obj, ctx)
+    return _convert(_FROM, kind, _as_221(kind, obj), ctx)
 
 
 def sendable(kind: str, obj: Obj, now: datetime | None = None) -> bool:

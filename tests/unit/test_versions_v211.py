@@ -1226,18 +1226,32 @@ def test_time_zone_derivation() -> None:
     assert any("time_zone missing" in n for n in ctx.notes)
 
 
-def test_unknown_fields_are_kept() -> None:
+def test_unknown_fields_kept_in_and_never_sent_out() -> None:
+    # G2 (as amended): →C keeps what it does not map; →W sends only what 2.2.1 would (strip_for_221).
     token = {**_example_211("mod_tokens.md", 360), "x_extension": {"a": 1}}
     canonical = to_canonical("token", token, make_ctx(partner=CPO_BE))
     assert canonical["x_extension"] == {"a": 1}
-    assert from_canonical("token", canonical, make_ctx())["x_extension"] == {"a": 1}
+    assert "x_extension" not in from_canonical("token", canonical, make_ctx())
     location = copy.deepcopy(_example_211("mod_locations.md", 431))
     location["evses"][0]["connectors"][0]["x_plug"] = "blue"
-    location["x_owner_ref"] = "abc"
-    back = from_canonical(
-        "location", to_canonical("location", location, make_ctx(partner=CPO_BE)), make_ctx()
+    canonical = to_canonical("location", location, make_ctx(partner=CPO_BE))
+    assert canonical["evses"][0]["connectors"][0]["x_plug"] == "blue"
+    # 2.3.0 additions in the canonical form (fields, sidecars, connector types) never reach 2.1.1
+    canonical.update(
+        {"help_phone": "+3212345678", "facilities": ["CAFE"], "facilities@2.3.0": ["CAFE", "EV_LOUNGE"]}
     )
-    assert back["evses"][0]["connectors"][0]["x_plug"] == "blue" and back["x_owner_ref"] == "abc"
+    # as v230 stores a 2.3.0 SAE_J3400 connector: the 2.2.1 placeholder TESLA_S plus the sidecar
+    canonical["evses"][0]["connectors"][1].update({"standard": "TESLA_S", "standard@2.3.0": "SAE_J3400"})
+    store_location = copy.deepcopy(canonical)
+    wire = from_canonical("location", canonical, make_ctx())
+    assert {"help_phone", "facilities@2.3.0"}.isdisjoint(wire) and wire["facilities"] == ["CAFE"]
+    assert "x_plug" not in wire["evses"][0]["connectors"][0]
+    assert [c["id"] for c in wire["evses"][0]["connectors"]] == ["1"]  # SAE_J3400 has no 2.1.1 value
+    session = {**_example_221("session_example_1_simple_start"), "evse_uid": "3256", "connector_id": "1"}
+    embedded = from_canonical("session", session, make_ctx(own=CPO_BE, locations=[store_location]))[
+        "location"
+    ]
+    assert "help_phone" not in embedded and "x_plug" not in embedded["evses"][0]["connectors"][0]
 
 
 def test_owner_from_partner_or_body() -> None:
@@ -1278,3 +1292,16 @@ def test_datetimes_truncated_to_seconds_going_out() -> None:
     assert (
         to_canonical("token", {**token, "auth_id": "X"}, make_ctx())["last_updated"] == token["last_updated"]
     )
+
+
+def test_2_3_0_tax_included_prices_and_emaid_tokens() -> None:
+    # 2.1.1 gets what 2.2.1 gets (strip_for_221): net prices, no EMAID tokens (docs/versions-2.3.0.md).
+    tariff = {**_example_221("tariff_1_simple_2hour"), "tax_included": "YES"}
+    tariff["elements"][0]["price_components"][0].update(price=2.20, vat=10.0)
+    wire = from_canonical("tariff", tariff, make_ctx())
+    component = wire["elements"][0]["price_components"][0]
+    assert (component["price"], "vat" in component) == (2.0, False)
+    assert "tax_included" not in wire
+    emaid = {**_example_221("token_put_example"), "type": "OTHER", "type@2.3.0": "EMAID"}
+    with pytest.raises(UnsupportedInVersion, match="EMAID"):
+        from_canonical("token", emaid, make_ctx())
