@@ -233,8 +233,8 @@ def _stored(location_211: dict[str, Any]) -> dict[str, Any]:
 R2_TZ = "§11.2 item 2: a missing time_zone comes back filled"
 R3_HOURS = "§11.2 item 3: Hours sent with both keys come back as one"
 R7_LOC = "§11.2 item 7 / §8.3: the Session/CDR location is re-assembled"
-G1_EMPTY = "§0 G1: null, [] and absent are the same; →W omits empty lists"
-NUM_STR = "§12 #18 / §13.3: numeric strings are read as numbers (lenient 2.1.1 parsing)"
+G1_EMPTY = "§11.2 item 10 / §0 G1: null, [] and absent are the same; →W omits empty lists"
+NUM_STR = "§11.2 item 11 / §12 #18: numeric strings are read as numbers (lenient 2.1.1 parsing)"
 
 CDR_STAMP = "2015-06-29T21:39:09Z"  # the CDR's start_date_time (§8.3 last_updated rule)
 
