@@ -41,7 +41,6 @@ from shared.validation import describe_validation, validate
 
 __all__ = ["describe_validation", "validate"]
 
-from shared.store.base import ObjectRef
 from shared.versions import CANONICAL, Context, convert
 
 
@@ -63,15 +62,7 @@ def request_version(request: Request) -> str:
 
 def version_context(request: Request) -> Context:
     """What a converter may look up, for this request (shared/versions Context)."""
-    from shared.services import locations
-
-    store = get_store()
-
-    def load_location(cc: str, pid: str, location_id: str) -> dict[str, Any] | None:
-        found = store.get(ObjectRef("locations", cc, pid, location_id))
-        return locations.assemble(found) if found is not None else None
-
-    return Context(load_location=load_location)
+    return convert.store_context(get_store())
 
 
 def wire_in(request: Request, kind: str, data: Any) -> Any:
@@ -85,8 +76,15 @@ def wire_in(request: Request, kind: str, data: Any) -> Any:
 
 
 def wire(request: Request, kind: str, data: Any) -> Any:
-    """Canonical data (an object or a list of them) in the request's OCPI version."""
-    return convert.outbound(request_version(request), kind, data, version_context(request))
+    """Canonical data (an object or a list of them) in the request's OCPI version. An object that
+    version cannot carry is answered as unknown (404): for such a partner it does not exist."""
+    version = request_version(request)
+    if version == CANONICAL and not data:
+        return data
+    try:
+        return convert.outbound(version, kind, data, version_context(request))
+    except convert.NotExpressible as err:
+        raise NotFound(f"Not available in OCPI {version}: {err}") from err
 
 
 async def _parse_body(request: Request) -> Any:

@@ -59,6 +59,7 @@ from shared.logs import logger
 from shared.services import locations, sessions
 from shared.services.credentials import STATUS_REGISTERED, endpoint_url
 from shared.store.base import ObjectRef, PushState, StoredObject
+from shared.versions import convert
 
 #: module -> the partner role that receives it
 TARGET_ROLE = {"locations": "EMSP", "tariffs": "EMSP", "tokens": "CPO", "sessions": "EMSP", "cdrs": "EMSP"}
@@ -488,6 +489,53 @@ def plan(
     delivery: Delivery, partner: dict[str, Any], state: PushState, current: StoredObject | None
 ) -> Request | str:
     """The call that brings the partner to ``current``, or why there is none (a label)."""
+    request = _plan(delivery, partner, state, current)
+    if isinstance(request, str) or request.body is None:
+        return request
+    # The partner's negotiated version (shared/versions): the body in its wire form.
+    version = convert.partner_version(partner)
+    if version != convert.CANONICAL:
+        if delivery.module == "activeprofiles" and version == "2.1.1":
+            return "skipped"  # 2.1.1 has no charging profiles
+        try:
+            request.body = _wire(partner, delivery.module, request, version)
+            if request.fallback is not None:
+                request.fallback.body = _wire(partner, delivery.module, request.fallback, version)
+        except convert.NotExpressible:
+            return "unsupported"  # e.g. an unpublished location or a Credit CDR for a 2.1.1 partner
+    return request
+
+
+_COMMAND_TYPES = frozenset(
+    {"START_SESSION", "STOP_SESSION", "RESERVE_NOW", "CANCEL_RESERVATION", "UNLOCK_CONNECTOR"}
+)
+_WHOLE_KINDS = {
+    "locations": "location",
+    "tariffs": "tariff",
+    "tokens": "token",
+    "sessions": "session",
+    "cdrs": "cdr",
+}
+
+
+def _wire(partner: dict[str, Any], module: str, request: Request, version: str) -> Any:
+    if module == "activeprofiles":
+        return request.body  # the ActiveChargingProfile is the same in 2.2.1 and 2.3.0
+    kind = _WHOLE_KINDS[module]
+    if request.method == "PATCH":
+        if module == "locations":
+            depth = request.url.rstrip("/").count("/") - request.fallback.url.rstrip("/").count("/")
+            kind = ("location_patch", "evse_patch", "connector_patch")[depth] if request.fallback else kind
+        else:
+            kind = f"{kind}_patch"
+    from shared.store import get_store
+
+    return convert.to_partner(get_store(), partner, kind, request.body)
+
+
+def _plan(
+    delivery: Delivery, partner: dict[str, Any], state: PushState, current: StoredObject | None
+) -> Request | str:
     module = delivery.module
     if module == "activeprofiles":  # as CPO: the charger's profile to the Sender (mod_charging_profiles)
         url = endpoint_url(partner, "chargingprofiles", "SENDER")
@@ -595,7 +643,7 @@ def deliver(
     current = store.get(ref, consistent=True)  # (an eventually consistent read could be older)
     request = plan(delivery, partner, state, current)
     if isinstance(request, str):
-        if request in ("skipped", "filtered", "gone"):
+        if request in ("skipped", "filtered", "gone", "unsupported"):
             store.push_release(ref, delivery.partner_id)
         else:
             store.push_ack(ref, delivery.partner_id, state.seq)
@@ -656,6 +704,8 @@ def _deliver_command(
         store.push_ack(ref, delivery.partner_id, state.seq)
         return "expired"
     body = {k: v for k, v in result.items() if k in ("result", "message", "profile")}
+    if str(command.body.get("type", "")).upper() in _COMMAND_TYPES:  # not a charging profile result
+        body = convert.to_partner(store, partner, "command_result", body)
     emsp = (command.body["emsp_country_code"], command.body["emsp_party_id"])
     client = _client(partner, delivery, emsp, settings)
     try:

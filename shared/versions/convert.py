@@ -58,11 +58,61 @@ def inbound(version: str, kind: str, obj: Any, ctx: Context | None = None) -> An
     return converter(version).to_canonical(kind, obj, ctx or Context())
 
 
+class NotExpressible(ValueError):
+    """An object the target version cannot carry (a converter refused it)."""
+
+
 def outbound(version: str, kind: str, obj: Any, ctx: Context | None = None) -> Any:
-    """Canonical -> the wire form of ``version``; lists item by item."""
+    """Canonical -> the wire form of ``version``; lists item by item, leaving out the objects that
+    version cannot carry (an unpublished location or a Credit CDR for 2.1.1: the list a 2.1.1
+    partner gets is what 2.1.1 can express). A single such object raises NotExpressible."""
     _check(kind)
     if isinstance(obj, list):
-        return [outbound(version, kind, o, ctx) for o in obj]
+        out = []
+        for item in obj:
+            try:
+                out.append(outbound(version, kind, item, ctx))
+            except NotExpressible:
+                continue
+        return out
     if not isinstance(obj, dict):
         return obj
-    return converter(version).from_canonical(kind, obj, ctx or Context())
+    try:
+        return converter(version).from_canonical(kind, obj, ctx or Context())
+    except NotExpressible:
+        raise
+    except ValueError as err:  # the converter's own refusal (v211.UnsupportedInVersion)
+        raise NotExpressible(str(err)) from err
+
+
+def store_context(store: Any) -> Context:
+    """A Context whose lookups read the given store (the assembled location, EVSEs included)."""
+
+    def load_location(cc: str, pid: str, location_id: str) -> dict[str, Any] | None:
+        from shared.services import locations
+        from shared.store.base import ObjectRef
+
+        found = store.get(ObjectRef("locations", cc, pid, location_id))
+        return locations.assemble(found) if found is not None else None
+
+    return Context(load_location=load_location)
+
+
+def partner_version(partner: dict[str, Any] | None) -> str:
+    """The version negotiated with a partner (2.2.1 for records from before versions were stored)."""
+    version = str((partner or {}).get("version") or CANONICAL)
+    return version if version in SUPPORTED_VERSIONS else CANONICAL
+
+
+def to_partner(store: Any, partner: dict[str, Any] | None, kind: str, obj: Any) -> Any:
+    """Canonical -> what this partner's version expects (the outbound client and push)."""
+    version = partner_version(partner)
+    return outbound(version, kind, obj, store_context(store) if version != CANONICAL else None)
+
+
+def from_partner(store: Any, partner: dict[str, Any] | None, kind: str, obj: Any) -> Any:
+    """This partner's version -> canonical (what we pull or get answered)."""
+    version = partner_version(partner)
+    if version == CANONICAL:
+        return obj
+    return inbound(version, kind, obj, store_context(store))
