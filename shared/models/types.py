@@ -305,12 +305,16 @@ Bool = Annotated[bool, Strict()]
 class OcpiModel(BaseModel):
     """Base class of all OCPI objects and classes.
 
-    Unknown keys are ignored; optional fields default to ``None`` and are left out of
-    :meth:`to_json_dict`, so a parsed document dumps back to the same JSON.
+    Unknown keys are kept verbatim, at every level (OCPI 2.3.0 transport_and_format, "Non-specified
+    JSON fields": a platform SHALL NOT reject them; issue 9: they are not lost), so a 2.3.0 object's
+    new fields survive in the canonical 2.2.1 form; what a 2.2.1 partner is sent is stripped of them
+    (``shared.versions.v230.strip_for_221``). Optional fields default to ``None`` and are left out
+    of :meth:`to_json_dict` (so are unknown keys whose value is ``null``), so a parsed document
+    dumps back to the same JSON.
     """
 
     model_config = ConfigDict(
-        extra="ignore",
+        extra="allow",
         populate_by_name=True,
         str_strip_whitespace=False,
         validate_assignment=False,
