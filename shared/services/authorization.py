@@ -23,6 +23,7 @@ from shared.logs import logger
 from shared.services import objects, tokens
 from shared.services.credentials import STATUS_REGISTERED, endpoint_url
 from shared.services.objects import RECEIVED
+from shared.versions import convert
 
 
 def _find_token(store: Any, uid: str, type_: str, emsp: tuple[str, str] | None) -> Any:
@@ -68,6 +69,8 @@ def _real_time(
         from_party=(own.country_code, own.party_id) if own else None,
         to_party=(cc, pid),
     )
+    if location is not None:  # in the partner's version (shared/versions)
+        location = convert.to_partner(store, partner, "location_references", location)
     try:
         result = client.post(f"{url.rstrip('/')}/{uid}/authorize", params={"type": type_}, json=location)
     except OcpiClientError as err:
@@ -76,7 +79,9 @@ def _real_time(
             return {"allowed": "NOT_ALLOWED", "unknown_to_emsp": True}
         logger.warning("real-time authorization unavailable", extra={"partner_id": partner["partner_id"]})
         return None
-    return result.data if isinstance(result.data, dict) and result.data.get("allowed") else None
+    if not isinstance(result.data, dict) or not result.data.get("allowed"):
+        return None
+    return convert.from_partner(store, partner, "authorization_info", result.data)
 
 
 def authorize_driver(

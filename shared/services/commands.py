@@ -48,6 +48,7 @@ from shared.models.v221.commands import COMMAND_MODELS, CommandResult, CommandTy
 from shared.services import locations, objects, sessions
 from shared.store.base import ObjectRef, StoredObject, WriteResult
 from shared.validation import validate
+from shared.versions import convert
 
 MODULE = "commands"
 RESULTS = "cmdresults"  # the result of a command: created once (first result wins)
@@ -443,11 +444,19 @@ def send(
     client = OcpiClient(
         partner["outbound_token"], raw_token=bool(partner.get("raw_token")), from_party=emsp, to_party=cpo
     )
+    wire_body = body
+    if body is not None and not profile:  # the command in the partner's version (shared/versions)
+        try:
+            wire_body = convert.to_partner(store, partner, kind.lower(), body)
+        except ValueError as err:
+            raise InvalidParameters(f"{kind}: {err}") from err
     try:
-        result = client.request(method, target, json=body, params=params, retries=0)
+        result = client.request(method, target, json=wire_body, params=params, retries=0)
     except OcpiClientError as err:
         raise ClientApiError(f"The partner did not take the request: {err.message[:300]}") from err
     response = result.data if isinstance(result.data, dict) else {}
+    if response and not profile:
+        response = convert.from_partner(store, partner, "command_response", response)
     store.patch(ref, {"response": response, "last_updated": format_datetime(now)}, now)
     return {"command_id": command_id, "response": response}
 

@@ -46,6 +46,7 @@ from shared.logs import logger
 from shared.models.types import format_datetime, parse_datetime
 from shared.services import cdrs, locations, objects, sessions, tariffs, tokens
 from shared.services.credentials import STATUS_REGISTERED, endpoint_url
+from shared.versions import convert
 
 #: module -> (the partner's role that owns and sends these objects, our role that receives them)
 MODULES: dict[str, tuple[str, str]] = {
@@ -146,6 +147,16 @@ def _object_id(module: str, obj: Any) -> str | None:
     return str(obj.get("id"))[:36]
 
 
+# The object kind of each module's list (shared/versions KINDS).
+_KINDS = {
+    "locations": "location",
+    "tariffs": "tariff",
+    "tokens": "token",
+    "sessions": "session",
+    "cdrs": "cdr",
+}
+
+
 # ------------------------------------------------------------------ the pull
 def _fetch_all(
     partner: dict[str, Any],
@@ -204,9 +215,15 @@ def pull(
     log = {"partner_id": partner_id, "ocpi_module": module, "date_from": since}
     logger.info("pull started", extra=log)
     try:
+        kind = _KINDS[module]
         for obj in _fetch_all(partner, url, from_parties, to_party, since):
             counts["fetched"] += 1
             try:
+                # The partner's version -> canonical (shared/versions); a refusal is a rejection.
+                try:
+                    obj = convert.from_partner(store, partner, kind, obj)
+                except ValueError as err:
+                    raise InvalidParameters(str(err)[:300]) from err
                 outcome = _store_one(store, module, who, obj)
             except ClientError as err:  # 2xxx: not the partner's object, or invalid
                 counts["rejected"] += 1
