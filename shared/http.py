@@ -61,8 +61,10 @@ def request_version(request: Request) -> str:
 
 
 def version_context(request: Request) -> Context:
-    """What a converter may look up, for this request (shared/versions Context)."""
-    return convert.store_context(get_store())
+    """What a converter may look up, for this request (shared/versions Context): the store and,
+    for OCPI 2.1.1, the parties of the caller's pairing."""
+    partner = getattr(request.state, "partner", None)
+    return convert.partner_context(get_store(), partner, request_version(request))
 
 
 def wire_in(request: Request, kind: str, data: Any) -> Any:
@@ -113,6 +115,7 @@ def caller(request: Request) -> Caller:
     if found.is_app:
         raise Unauthorized("App tokens only open the extension endpoints (/ext/...)")
     request.state.partner_id = found.partner_id
+    request.state.partner = found.partner
     return found
 
 

@@ -98,6 +98,28 @@ def store_context(store: Any) -> Context:
     return Context(load_location=load_location)
 
 
+def partner_context(store: Any, partner: dict[str, Any] | None, version: str | None = None) -> Context:
+    """store_context plus the two parties of the exchange (OCPI 2.1.1 objects carry no owner or
+    token party: the converter takes them from here)."""
+    ctx = store_context(store)
+    version = version or partner_version(partner)
+    if version != "2.1.1" or not partner:
+        return ctx
+    from shared.config import get_settings
+    from shared.services.credentials import own_role_211
+
+    role = own_role_211(partner)
+    own = next((p for p in get_settings().own_parties if p.role.upper() == role), None)
+    if own is not None:
+        ctx.own_party = (own.country_code, own.party_id, role)
+    theirs = next(iter(partner.get("roles") or []), None)
+    if isinstance(theirs, dict):
+        ctx.partner_party = (theirs["country_code"], theirs["party_id"], theirs["role"])
+    else:
+        ctx.partner_party = ("", "", "EMSP" if role == "CPO" else "CPO")
+    return ctx
+
+
 def partner_version(partner: dict[str, Any] | None) -> str:
     """The version negotiated with a partner (2.2.1 for records from before versions were stored)."""
     version = str((partner or {}).get("version") or CANONICAL)
@@ -107,7 +129,9 @@ def partner_version(partner: dict[str, Any] | None) -> str:
 def to_partner(store: Any, partner: dict[str, Any] | None, kind: str, obj: Any) -> Any:
     """Canonical -> what this partner's version expects (the outbound client and push)."""
     version = partner_version(partner)
-    return outbound(version, kind, obj, store_context(store) if version != CANONICAL else None)
+    return outbound(
+        version, kind, obj, partner_context(store, partner, version) if version != CANONICAL else None
+    )
 
 
 def from_partner(store: Any, partner: dict[str, Any] | None, kind: str, obj: Any) -> Any:
@@ -115,4 +139,4 @@ def from_partner(store: Any, partner: dict[str, Any] | None, kind: str, obj: Any
     version = partner_version(partner)
     if version == CANONICAL:
         return obj
-    return inbound(version, kind, obj, store_context(store))
+    return inbound(version, kind, obj, partner_context(store, partner, version))
