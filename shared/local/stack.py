@@ -1400,6 +1400,8 @@ def prepare(config: Config) -> LocalParts:
         "OCPI_OWN_PARTIES": json.dumps(parties, separators=(",", ":")),
         "OCPI_PUBLIC_URL": config.public_url,
     }
+    if os.environ.get("OCPI_VERSIONS"):  # the OCPI versions this stack offers (ocpi-admin uses it too)
+        local_env["OCPI_VERSIONS"] = os.environ["OCPI_VERSIONS"]
     specs = function_specs(template, resolver)
     shared_env = {**common_environment(specs), **local_env}
     os.environ.update(shared_env)
