@@ -38,6 +38,7 @@ Credentials: a 2.2.1 `HUB` role becomes `hub_party_id` for 2.3.0 (its business d
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from enum import Enum
@@ -248,12 +249,12 @@ def _is_derived_vat(taxes: list[Any]) -> bool:
 
 
 def _taxes_add_up(excl: Any, incl: Any, taxes: Any) -> bool:
-    if not isinstance(taxes, list):
+    """Stored `taxes` still describe the Price: they add up to incl_vat (none: no incl_vat, or one
+    equal to excl_vat, as the engine writes a tariff with `tax_included: N/A`)."""
+    if not isinstance(taxes, list) or (taxes and incl is None):
         return False
-    if not taxes:
-        return incl is None
     if incl is None:
-        return False
+        return True
     try:
         total = sum((_dec(t.get("amount"), "amount") for t in taxes), Decimal(0))
         return _dec(excl, "excl_vat") + total == _dec(incl, "incl_vat")
@@ -409,14 +410,14 @@ def _check_kind(kind: str) -> dict[str, _Rule]:
 def to_canonical(kind: str, obj: dict[str, Any], ctx: Context | None = None) -> dict[str, Any]:
     """A 2.3.0 object (or PATCH body, for ``*_patch`` kinds) -> the canonical form."""
     rules = _check_kind(kind)
-    return _to_c(rules, obj, ctx or Context())
+    return _to_c(rules, copy.deepcopy(obj), ctx or Context())
 
 
 def from_canonical(kind: str, obj: dict[str, Any], ctx: Context | None = None) -> dict[str, Any]:
     """A canonical object (or PATCH body) -> the 2.3.0 wire form."""
     rules = _check_kind(kind)
     ctx = ctx or Context()
-    out = _from_c(rules, obj, ctx)
+    out = _from_c(rules, copy.deepcopy(obj), ctx)
     if kind == "credentials":
         _hub_to_230(out, ctx)
     return out
@@ -554,10 +555,11 @@ def _strip(model: type[BaseModel], obj: Mapping[str, Any]) -> dict[str, Any]:
         if key not in obj:
             continue
         value = obj[key]
-        if sub is not None:
-            if many and isinstance(value, list):
-                value = [_strip(sub, v) if isinstance(v, Mapping) else v for v in value]
-            elif not many and isinstance(value, Mapping):
-                value = _strip(sub, value)
+        if sub is not None and many and isinstance(value, list):
+            value = [_strip(sub, v) if isinstance(v, Mapping) else copy.deepcopy(v) for v in value]
+        elif sub is not None and not many and isinstance(value, Mapping):
+            value = _strip(sub, value)
+        elif isinstance(value, list | dict):
+            value = copy.deepcopy(value)  # the result shares nothing with the canonical object
         out[key] = value
     return out
