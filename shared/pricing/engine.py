@@ -1,4 +1,4 @@
-"""The tariff engine: prices charging periods with OCPI 2.2.1 tariffs (mod_tariffs, mod_cdrs).
+"""The tariff engine: prices charging periods with OCPI 2.2.1 and 2.3.0 tariffs (mod_tariffs, mod_cdrs).
 
 Pure: no AWS, no web framework, no clock. Input is JSON-like dicts (a CDR or a Session and one or
 more Tariffs), output a `PriceResult` with every cost total of the CDR and a breakdown line per
@@ -46,7 +46,21 @@ Rules, each where the spec states it:
   without `vat` has no VAT applicable, which is not 0 %: its line has no incl amount; a total has an
   `incl_vat` when at least one of its lines has a VAT (lines without VAT then count their excl).
 - min_price / max_price (mod_tariffs Tariff, NOTEs): bound `total_cost`, excl and incl VAT
-  separately; the sub-totals are left as computed (the breakdown carries the adjustment).
+  separately; the sub-totals are left as computed (the breakdown carries the adjustment). Read as a
+  2.2.1 Price `{excl_vat, incl_vat?}` (the canonical form) or a 2.3.0 PriceLimit
+  `{before_taxes, after_taxes?}`.
+- Taxes (OCPI 2.3.0 `Tariff.tax_included`, docs/versions-2.3.0.md § 17; absent = NO, the 2.2.1
+  meaning; `step_size`, restrictions and element choice do not change in 2.3.0). Per line, `a` =
+  price x billed quantity: NO: before = a, VAT = a x vat/100 (no vat: no VAT applicable, or the
+  caller's `tax_rates` on a); N/A: before = after = a, no taxes, any vat ignored; YES: after = a,
+  before = a / (1 + vat/100), VAT = a - before (no vat: before = a / (1 + sum of `tax_rates`),
+  each rate's tax on before, the last taking the residual; without rates the before-tax amount is
+  unknown: a PricingError unless `allow_unknown_before_taxes`, then `excl_vat` is None). Every
+  Price also carries `taxes`, one TaxAmount per (name, percentage): VAT at each component's vat, or
+  the `tax_rates`, so `incl_vat = excl_vat + sum(taxes)`. A clamped after-tax total scales the
+  taxes to fit. `to_json` writes `taxes` (canonical Price: beside excl/incl_vat) with
+  `tax_detail` (default: when a tariff carries `tax_included` or a PriceLimit, or rates are given),
+  rounded so that the rounded amounts still add up (the last one takes the residual).
 - Validity (Tariff.start_date_time / end_date_time): a tariff prices a period that starts in
   [start_date_time, end_date_time). A period names its tariff with `tariff_id`; when that tariff
   is not given or not valid, the first valid tariff given prices it (noted in `notes`).
@@ -107,9 +121,24 @@ class PricingError(ValueError):
     """Input the engine cannot price: missing or malformed fields, currency mismatch, unknown zone."""
 
 
+class TaxAmount(NamedTuple):
+    """One tax of a Price (OCPI 2.3.0 types § TaxAmount)."""
+
+    name: str
+    percentage: Decimal | None
+    amount: Decimal
+
+
 class Price(NamedTuple):
-    excl_vat: Decimal
+    """A cost: `excl_vat` is before taxes (None only for a tax-included price whose split is
+    unknown), `incl_vat` after taxes (None: no VAT/tax known), `taxes` what makes the difference."""
+
+    excl_vat: Decimal | None
     incl_vat: Decimal | None
+    taxes: tuple[TaxAmount, ...] = ()
+
+
+TAX_INCLUDED = ("YES", "NO", "N/A")
 
 
 # ----------------------------------------------------------------------------- compiled input
@@ -156,6 +185,8 @@ class CompiledTariff:
     max_price: Price | None
     start: datetime | None
     end: datetime | None
+    tax_included: str = "NO"
+    v230: bool = False  # written the 2.3.0 way (tax_included, PriceLimit): Prices with tax detail
 
     def valid_at(self, instant: datetime) -> bool:
         return (self.start is None or instant >= self.start) and (self.end is None or instant < self.end)
@@ -213,10 +244,14 @@ def _date(value: Any, what: str) -> str | None:
 
 
 def _price(value: Any, what: str) -> Price | None:
+    """A min/max bound: a 2.2.1 Price (the canonical form) or a 2.3.0 PriceLimit."""
     if value is None:
         return None
     if not isinstance(value, Mapping):
         raise PricingError(f"{what} must be a Price object")
+    if "excl_vat" not in value and "before_taxes" in value:
+        excl = _decimal(value.get("before_taxes"), f"{what}.before_taxes")
+        return Price(excl, _opt_decimal(value.get("after_taxes"), f"{what}.after_taxes"))
     excl = _decimal(value.get("excl_vat"), f"{what}.excl_vat")
     return Price(excl, _opt_decimal(value.get("incl_vat"), f"{what}.incl_vat"))
 
@@ -299,6 +334,10 @@ def compile_tariff(raw: Mapping[str, Any] | CompiledTariff) -> CompiledTariff:
     currency = raw.get("currency")
     if not isinstance(currency, str) or not currency:
         raise PricingError("tariff.currency is required")
+    tax_included = raw.get("tax_included")
+    if tax_included is not None and tax_included not in TAX_INCLUDED:
+        raise PricingError("tariff.tax_included must be YES, NO or N/A")
+    limits = [raw.get(name) for name in ("min_price", "max_price")]
     return CompiledTariff(
         id=str(raw.get("id") or ""),
         currency=currency.upper(),
@@ -307,6 +346,8 @@ def compile_tariff(raw: Mapping[str, Any] | CompiledTariff) -> CompiledTariff:
         max_price=_price(raw.get("max_price"), "tariff.max_price"),
         start=_instant(raw.get("start_date_time"), "tariff.start_date_time", optional=True),
         end=_instant(raw.get("end_date_time"), "tariff.end_date_time", optional=True),
+        tax_included=tax_included or "NO",
+        v230=tax_included is not None or any(isinstance(v, Mapping) and "before_taxes" in v for v in limits),
     )
 
 
@@ -499,8 +540,10 @@ class Line:
     tariff_id: str
     element_index: int
     step_extra: Decimal = _ZERO
-    cost_excl: Decimal = _ZERO
-    cost_incl: Decimal | None = None
+    cost_excl: Decimal | None = _ZERO  # before taxes (None: a tax-included price, split unknown)
+    cost_incl: Decimal | None = None  # after taxes (None: no VAT applicable or tax unknown)
+    tax_included: str = "NO"
+    taxes: tuple[TaxAmount, ...] = ()
 
     @property
     def category(self) -> str:
@@ -513,7 +556,7 @@ class Line:
             PARKING_TIME: "total_parking_cost",
         }[self.dimension]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self, *, tax_detail: bool = False) -> dict[str, Any]:
         out: dict[str, Any] = {
             "period_index": self.period_index,
             "dimension": self.dimension,
@@ -524,12 +567,23 @@ class Line:
             "step_size": self.step_size,
             "price": _text(self.price),
             "vat": None if self.vat is None else _text(self.vat),
-            "cost_excl_vat": _text(self.cost_excl),
+            "cost_excl_vat": None if self.cost_excl is None else _text(self.cost_excl),
             "cost_incl_vat": None if self.cost_incl is None else _text(self.cost_incl),
             "tariff_id": self.tariff_id,
             "element_index": self.element_index,
         }
+        if tax_detail:
+            out["tax_included"] = self.tax_included
+            out["taxes"] = [_tax_text(t) for t in self.taxes]
         return out
+
+
+def _tax_text(tax: TaxAmount) -> dict[str, Any]:
+    return {
+        "name": tax.name,
+        "percentage": None if tax.percentage is None else _text(tax.percentage),
+        "amount": _text(tax.amount),
+    }
 
 
 def _text(value: Decimal) -> str:
@@ -560,6 +614,7 @@ class PriceResult:
     adjustment: Price = field(default_factory=lambda: Price(_ZERO, None))  # min/max_price correction
     tariff_ids: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    tax_detail: bool = False  # to_json writes each Price's `taxes`
 
     def to_json(self, *, breakdown: bool = True) -> dict[str, Any]:
         """The CDR fields (same names as the CDR object) as JSON numbers: money rounded half up to
@@ -567,23 +622,43 @@ class PriceResult:
         with `shared.jsonutil.dumps`, exact for these <= 15 significant digits)."""
         out: dict[str, Any] = {"currency": self.currency}
         for name in TOTALS:
-            price = self.totals[name]
-            entry: dict[str, Any] = {"excl_vat": _json_number(price.excl_vat, MONEY_PLACES)}
-            if price.incl_vat is not None:
-                entry["incl_vat"] = _json_number(price.incl_vat, MONEY_PLACES)
-            out[name] = entry
+            out[name] = _price_json(self.totals[name], name, taxes=self.tax_detail)
         out["total_energy"] = _json_number(self.total_energy, QUANTITY_PLACES)
         out["total_time"] = _json_number(self.total_time, QUANTITY_PLACES)
         out["total_parking_time"] = _json_number(self.total_parking_time, QUANTITY_PLACES)
         if breakdown:
-            out["breakdown"] = [line.to_json() for line in self.lines]
+            out["breakdown"] = [line.to_json(tax_detail=self.tax_detail) for line in self.lines]
             out["min_max_adjustment"] = {
-                "excl_vat": _text(self.adjustment.excl_vat),
+                "excl_vat": None if self.adjustment.excl_vat is None else _text(self.adjustment.excl_vat),
                 "incl_vat": None if self.adjustment.incl_vat is None else _text(self.adjustment.incl_vat),
             }
             out["tariff_ids"] = list(self.tariff_ids)
             out["notes"] = list(self.notes)
         return out
+
+
+def _price_json(price: Price, what: str, *, taxes: bool) -> dict[str, Any]:
+    """A canonical Price: `{excl_vat, incl_vat?, taxes?}`, money rounded; with ``taxes`` the rounded
+    tax amounts add up to `incl_vat - excl_vat` exactly (the last absorbs the rounding)."""
+    if price.excl_vat is None:
+        raise PricingError(f"{what}: the amount before taxes is unknown (tax-included price without vat)")
+    entry: dict[str, Any] = {"excl_vat": _json_number(price.excl_vat, MONEY_PLACES)}
+    if price.incl_vat is None:
+        return entry
+    entry["incl_vat"] = _json_number(price.incl_vat, MONEY_PLACES)
+    if taxes:
+        rest = _round(price.incl_vat, MONEY_PLACES) - _round(price.excl_vat, MONEY_PLACES)
+        amounts = [_round(t.amount, MONEY_PLACES) for t in price.taxes]
+        if amounts:
+            amounts[-1] = rest - sum(amounts[:-1], _ZERO)
+        entry["taxes"] = []
+        for tax, amount in zip(price.taxes, amounts, strict=True):
+            item: dict[str, Any] = {"name": tax.name}
+            if tax.percentage is not None:
+                item["percentage"] = _json_number(tax.percentage, MONEY_PLACES)
+            item["amount"] = _json_number(amount, MONEY_PLACES)
+            entry["taxes"].append(item)
+    return entry
 
 
 # ----------------------------------------------------------------------------- pricing
@@ -618,15 +693,58 @@ def _with_vat(excl: Decimal, vat: Decimal | None) -> Decimal | None:
     return _CONTEXT.multiply(excl, _ONE + _CONTEXT.divide(vat, _HUNDRED))
 
 
-def _cost(line: Line) -> None:
+TaxRates = tuple[tuple[str, Decimal], ...]
+
+
+def _cost(line: Line, rates: TaxRates | None) -> None:
     if line.dimension == FLAT:
-        excl = line.price
+        amount = line.price
     elif line.dimension == ENERGY:
-        excl = _CONTEXT.multiply(line.quantity, line.price)
+        amount = _CONTEXT.multiply(line.quantity, line.price)
     else:  # seconds at a price per hour
-        excl = _CONTEXT.divide(_CONTEXT.multiply(line.quantity, line.price), _HOUR)
-    line.cost_excl = excl
-    line.cost_incl = _with_vat(excl, line.vat)
+        amount = _CONTEXT.divide(_CONTEXT.multiply(line.quantity, line.price), _HOUR)
+    mode = line.tax_included
+    if mode == "N/A":  # "No taxes are applicable to this Tariff": a vat is ignored
+        line.cost_excl, line.cost_incl, line.taxes = amount, amount, ()
+    elif mode == "YES" and line.vat is not None:
+        before = _CONTEXT.divide(amount, _ONE + _CONTEXT.divide(line.vat, _HUNDRED))
+        line.cost_excl, line.cost_incl = before, amount
+        line.taxes = (TaxAmount("VAT", line.vat, _CONTEXT.subtract(amount, before)),)
+    elif mode == "YES":
+        line.cost_incl = amount
+        if rates:
+            share = _ONE + _CONTEXT.divide(sum((p for _, p in rates), _ZERO), _HUNDRED)
+            line.cost_excl = _CONTEXT.divide(amount, share)
+            line.taxes = _split(line.cost_excl, _CONTEXT.subtract(amount, line.cost_excl), rates)
+        else:
+            line.cost_excl, line.taxes = None, ()
+    elif line.vat is not None:  # NO (the 2.2.1 meaning)
+        line.cost_excl = amount
+        line.cost_incl = _with_vat(amount, line.vat)
+        assert line.cost_incl is not None
+        line.taxes = (TaxAmount("VAT", line.vat, _CONTEXT.subtract(line.cost_incl, amount)),)
+    elif rates:  # NO without vat, with the location's tax rates
+        line.cost_excl = amount
+        line.taxes = _split(amount, None, rates)
+        line.cost_incl = _CONTEXT.add(amount, _exact_sum(t.amount for t in line.taxes))
+    else:
+        line.cost_excl, line.cost_incl, line.taxes = amount, None, ()
+
+
+def _split(base: Decimal, total: Decimal | None, rates: TaxRates) -> tuple[TaxAmount, ...]:
+    """Each rate's tax on ``base``; with ``total`` the last takes what is left of it."""
+    taxes = [TaxAmount(name, p, _CONTEXT.divide(_CONTEXT.multiply(base, p), _HUNDRED)) for name, p in rates]
+    if total is not None and taxes:
+        last = taxes[-1]
+        taxes[-1] = last._replace(amount=_CONTEXT.subtract(total, _exact_sum(t.amount for t in taxes[:-1])))
+    return tuple(taxes)
+
+
+def _exact_sum(values: Any) -> Decimal:
+    total = _ZERO
+    for value in values:
+        total = _CONTEXT.add(total, value)
+    return total
 
 
 def _round_up(total: Decimal, step: int) -> Decimal:
@@ -658,24 +776,43 @@ def _apply_step_sizes(lines: list[Line]) -> None:
 
 
 def _sum(lines: list[Line]) -> Price:
-    excl = sum((line.cost_excl for line in lines), _ZERO)
+    excls = [line.cost_excl for line in lines]
+    excl = None if any(e is None for e in excls) else sum(excls, _ZERO)  # type: ignore[arg-type]
     if all(line.cost_incl is None for line in lines):
         return Price(excl, None)
     incl = sum((line.cost_excl if line.cost_incl is None else line.cost_incl for line in lines), _ZERO)
-    return Price(excl, incl)
+    taxes: dict[tuple[str, Decimal | None], Decimal] = {}
+    for line in lines:
+        for tax in line.taxes:
+            key = (tax.name, tax.percentage)
+            taxes[key] = _CONTEXT.add(taxes.get(key, _ZERO), tax.amount)
+    return Price(excl, incl, tuple(TaxAmount(n, p, a) for (n, p), a in taxes.items()))
 
 
 def _clamp(total: Price, low: Price | None, high: Price | None) -> Price:
-    excl, incl = total
+    excl, incl, taxes = total
     if low is not None:
-        excl = max(excl, low.excl_vat)
+        if excl is not None:
+            excl = max(excl, low.excl_vat)  # type: ignore[type-var]
         if incl is not None and low.incl_vat is not None:
             incl = max(incl, low.incl_vat)
     if high is not None:
-        excl = min(excl, high.excl_vat)
+        if excl is not None:
+            excl = min(excl, high.excl_vat)  # type: ignore[type-var]
         if incl is not None and high.incl_vat is not None:
             incl = min(incl, high.incl_vat)
-    return Price(excl, incl)
+    if incl is None or excl is None or not taxes or (excl, incl) == (total.excl_vat, total.incl_vat):
+        return Price(excl, incl, taxes)
+    # The taxes are what lies between the clamped totals: scaled, the last taking the residual.
+    raw = _exact_sum(t.amount for t in taxes)
+    if raw == 0:
+        return Price(excl, incl, taxes)
+    between = _CONTEXT.subtract(incl, excl)
+    factor = _CONTEXT.divide(between, raw)
+    scaled = [t._replace(amount=_CONTEXT.multiply(t.amount, factor)) for t in taxes]
+    rest = _CONTEXT.subtract(between, _exact_sum(t.amount for t in scaled[:-1]))
+    scaled[-1] = scaled[-1]._replace(amount=rest)
+    return Price(excl, incl, tuple(scaled))
 
 
 def price_periods(
@@ -686,10 +823,19 @@ def price_periods(
     currency: str | None = None,
     time_zone: str | None = None,
     reservation_expired: bool | None = None,
+    tax_rates: Sequence[tuple[str, Any]] | None = None,
+    tax_detail: bool | None = None,
+    allow_unknown_before_taxes: bool = False,
 ) -> PriceResult:
     """Price charging periods that end at ``end`` (the session's end) with the given tariff(s).
-    ``reservation_expired`` None: a reservation expired when no charging period follows it."""
+    ``reservation_expired`` None: a reservation expired when no charging period follows it.
+    ``tax_rates``: ``[(name, percentage)]`` of the location's jurisdiction, applied to the lines of
+    components without `vat` (not to `tax_included: N/A` tariffs). ``tax_detail``: whether
+    `to_json` writes `taxes` (None: when a tariff is written the 2.3.0 way or rates are given).
+    ``allow_unknown_before_taxes``: a tax-included price without vat and without rates gives
+    totals with `excl_vat` None instead of a PricingError."""
     compiled = _tariff_list(tariffs)
+    rates = _rates(tax_rates)
     session_end = _instant(end, "end_date_time")
     assert session_end is not None
     zone = _zone(time_zone) if time_zone else None
@@ -751,11 +897,17 @@ def price_periods(
                     step_size=component.step_size,
                     tariff_id=tariff.id,
                     element_index=element.index,
+                    tax_included=tariff.tax_included,
                 )
             )
     _apply_step_sizes(lines)
     for line in lines:
-        _cost(line)
+        _cost(line, rates)
+        if line.cost_excl is None and not allow_unknown_before_taxes:
+            raise PricingError(
+                f"tariff {line.tariff_id}: tax_included YES without vat: the amount before taxes is"
+                " unknown (give tax_rates)"
+            )
 
     by_category: dict[str, list[Line]] = {name: [] for name in TOTALS[1:]}
     for line in lines:
@@ -766,7 +918,7 @@ def price_periods(
     total = _clamp(raw_total, bounds.min_price, bounds.max_price) if bounds else raw_total
     totals = {"total_cost": total, **totals}
     adjustment = Price(
-        total.excl_vat - raw_total.excl_vat,
+        None if total.excl_vat is None or raw_total.excl_vat is None else total.excl_vat - raw_total.excl_vat,
         None if total.incl_vat is None or raw_total.incl_vat is None else total.incl_vat - raw_total.incl_vat,
     )
     parking = sum((p.dims.get(PARKING_TIME, _ZERO) for p in charging), _ZERO)
@@ -785,7 +937,19 @@ def price_periods(
         adjustment=adjustment,
         tariff_ids=[t.id for t in used],
         notes=notes,
+        tax_detail=bool(rates) or any(t.v230 for t in compiled) if tax_detail is None else tax_detail,
     )
+
+
+def _rates(raw: Sequence[tuple[str, Any]] | None) -> TaxRates | None:
+    if not raw:
+        return None
+    try:
+        return tuple((str(name), _decimal(p, f"tax rate {name}")) for name, p in raw)
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, PricingError):
+            raise
+        raise PricingError("tax_rates must be (name, percentage) pairs") from None
 
 
 def _seconds(hours: Decimal) -> Decimal:
@@ -819,9 +983,12 @@ def price_cdr(
     tariffs: Mapping[str, Any] | CompiledTariff | Sequence[Any],
     *,
     time_zone: str | None = None,
+    tax_rates: Sequence[tuple[str, Any]] | None = None,
+    tax_detail: bool | None = None,
+    allow_unknown_before_taxes: bool = False,
 ) -> PriceResult:
     """Price a CDR's charging periods (mod_cdrs) with the tariff(s); the CDR's cost fields are not
-    read."""
+    read. The tax options: `price_periods`."""
     if not isinstance(cdr, Mapping):
         raise PricingError("the CDR must be a JSON object")
     if cdr.get("end_date_time") is None:
@@ -832,6 +999,9 @@ def price_cdr(
         end=cdr["end_date_time"],
         currency=cdr.get("currency"),
         time_zone=time_zone,
+        tax_rates=tax_rates,
+        tax_detail=tax_detail,
+        allow_unknown_before_taxes=allow_unknown_before_taxes,
     )
 
 
@@ -841,9 +1011,12 @@ def price_session(
     *,
     time_zone: str | None = None,
     now: Any = None,
+    tax_rates: Sequence[tuple[str, Any]] | None = None,
+    tax_detail: bool | None = None,
+    allow_unknown_before_taxes: bool = False,
 ) -> PriceResult:
     """Price a Session so far: its periods up to `end_date_time`, or up to ``now`` while it runs
-    (the last period's start when neither is known)."""
+    (the last period's start when neither is known). The tax options: `price_periods`."""
     if not isinstance(session, Mapping):
         raise PricingError("the session must be a JSON object")
     periods = session.get("charging_periods")
@@ -861,4 +1034,7 @@ def price_session(
         currency=session.get("currency"),
         time_zone=time_zone,
         reservation_expired=False if running else None,
+        tax_rates=tax_rates,
+        tax_detail=tax_detail,
+        allow_unknown_before_taxes=allow_unknown_before_taxes,
     )
