@@ -299,7 +299,7 @@ class _TaxIncluded(_Rule):
             del out[name]
 
     def from_c(self, out: dict[str, Any], name: str, ctx: Context) -> None:
-        pass  # the default "NO" is added by the tariff's `_finish`
+        pass  # absent: `_from_c` adds the default "NO" to every tariff
 
 
 # ----------------------------------------------------------------------------- object rules
