@@ -19,7 +19,7 @@ _MODULES = {"2.1.1": "shared.versions.v211", "2.2.1": "shared.versions.v221", "2
 
 
 # What a deployment offers unless OCPI_VERSIONS says otherwise.
-DEFAULT_VERSIONS = ("2.2.1",)
+DEFAULT_VERSIONS = SUPPORTED_VERSIONS
 
 
 class VersionNotSupported(ValueError):

@@ -119,7 +119,8 @@ def test_start_session_accepted_by_the_charger(pair) -> None:
         "ACCEPTED",
     )
     assert found["result"]["result"] == "ACCEPTED" and found["type"] == "START_SESSION"
-    assert "/ocpi/2.2.1/sender/commands/START_SESSION/" in found["request"]["response_url"]
+    # Both stacks offer 2.1.1, 2.2.1 and 2.3.0: the highest, 2.3.0, was negotiated.
+    assert "/ocpi/2.3.0/sender/commands/START_SESSION/" in found["request"]["response_url"]
 
 
 def test_reserve_then_cancel(pair) -> None:

@@ -46,7 +46,8 @@ from tests.partner_stub import PartnerStub
 pytestmark = pytest.mark.e2e
 
 LOCATION = json.loads((SPEC_DIR / "2.2.1" / "examples" / "location_example.json").read_text())
-RECEIVER = "/ocpi/2.2.1/receiver/locations/NL/CPO"  # the eMSP's, as the CPO calls it (through the proxy)
+# The eMSP's, as the CPO calls it (through the proxy), in the version both stacks negotiated (the highest).
+RECEIVER = "/ocpi/2.3.0/receiver/locations/NL/CPO"
 MAX_ATTEMPTS = 8
 CPO_ENV = {
     "OCPI_PUSH_TIMEOUT": "1",

@@ -65,7 +65,9 @@ def test_versions_and_details_with_registration_token(api) -> None:
     _, token_a = svc.invite(api["store"], "p")
     body = api["versions"].get("/ocpi/versions", headers=hdr(token_a)).json()
     assert body["status_code"] == 1000
-    assert body["data"] == [{"version": "2.2.1", "url": "https://ocpi.test/ocpi/2.2.1"}]
+    assert body["data"] == [
+        {"version": v, "url": f"https://ocpi.test/ocpi/{v}"} for v in ("2.1.1", "2.2.1", "2.3.0")
+    ]
     details = api["versions"].get("/ocpi/2.2.1", headers=hdr(token_a)).json()["data"]
     assert details["version"] == "2.2.1"
     assert details["endpoints"] == [
@@ -242,7 +244,7 @@ def test_rotation_by_put(api, partner) -> None:
 def test_put_to_unsupported_version_path_is_404(api, partner) -> None:
     _, _, body = register(api, partner)
     resp = api["creds"].put(
-        "/ocpi/2.1.1/credentials", json=creds_body(partner), headers=hdr(body["data"]["token"])
+        "/ocpi/2.0/credentials", json=creds_body(partner), headers=hdr(body["data"]["token"])
     )
     assert resp.status_code == 404
 
