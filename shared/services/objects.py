@@ -103,7 +103,8 @@ def validate_fields(
     model: type[BaseModel], fields: Any, *, require_last_updated: bool = True
 ) -> dict[str, Any]:
     """Validate a PATCH body field by field against the model; returns the fields in their
-    normalised JSON form. Unknown fields are dropped, as unknown fields of a PUT are."""
+    normalised JSON form. Unknown fields are kept as sent, as unknown fields of a PUT are (OCPI
+    2.3.0: unknown fields SHALL NOT be rejected; they are not lost either)."""
     if not isinstance(fields, dict):
         raise InvalidParameters("PATCH body must be a JSON object")
     if require_last_updated and "last_updated" not in fields:
@@ -114,6 +115,7 @@ def validate_fields(
     for name, value in fields.items():
         info = model.model_fields.get(name)
         if info is None:
+            out[name] = value
             continue
         if value is None:
             if info.is_required():

@@ -128,3 +128,17 @@ def test_a_230_tariff_keeps_its_taxes_and_reaches_221_as_vat(env) -> None:
     as_221 = api.get(url.format(v="2.2.1"), headers=b64("token-a")).json()["data"]
     assert "tax_included" not in as_221
     assert set(as_221["min_price"]) <= {"excl_vat", "incl_vat"}
+
+
+def test_a_230_field_sent_in_a_patch_is_kept_for_230_and_not_shown_to_221(env) -> None:
+    api = env["api"]["locations"]
+    loc = spec("location_example.json")
+    loc.update(country_code="BE", party_id="BEC")
+    url = "/ocpi/{v}/receiver/locations/BE/BEC/LOC1"
+    assert api.put(url.format(v="2.3.0"), json=loc, headers=b64("token-a")).json()["status_code"] == 1000
+    patch = {"help_phone": "+31201234567", "last_updated": "2030-01-01T00:00:00Z"}
+    assert api.patch(url.format(v="2.3.0"), json=patch, headers=b64("token-a")).json()["status_code"] == 1000
+    assert (
+        api.get(url.format(v="2.3.0"), headers=b64("token-a")).json()["data"]["help_phone"] == "+31201234567"
+    )
+    assert "help_phone" not in api.get(url.format(v="2.2.1"), headers=b64("token-a")).json()["data"]
