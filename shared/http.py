@@ -74,7 +74,11 @@ def wire_in(request: Request, kind: str, data: Any) -> Any:
     try:
         return convert.inbound(version, kind, data, version_context(request))
     except ValueError as err:  # a converter's refusal (e.g. a kind that version lacks)
-        raise InvalidParameters(str(err)) from err
+        raise InvalidParameters(str(err)[:300]) from err
+    except (KeyError, TypeError, AttributeError, IndexError, ArithmeticError) as err:
+        # A body too malformed for the converter to map: bad input, not our fault (never a 500).
+        logger.warning("body not convertible", extra={"ocpi_version": version, "kind": kind})
+        raise InvalidParameters(f"Invalid or missing parameters: not a valid OCPI {version} {kind}") from err
 
 
 def wire(request: Request, kind: str, data: Any) -> Any:
