@@ -9,10 +9,10 @@ Path (template.yaml): EventBridge Scheduler (`BillingDailyRun`, `BillingMonthlyR
   from ``ocpi-admin billing run``. It queues one ``job`` per partner holding a CPO or an EMSP role.
 - ``job``: records the job of (partner, period) for this run in DynamoDB (`B#{partner}#{period}` /
   `J`, docs/store.md) and queues its work units: per time slice of `BillingSliceHours` (UTC instants
-  between the local-midnight boundaries of the period), one ``C`` unit (CDRs) and one ``S`` unit
-  (sessions that ended without a CDR).
-- ``unit``: processes one slice, writes its partial result to S3 (`work/...`), and adds itself to
-  the job's `done` set; the unit that completes the set merges the statement.
+  between the local-midnight boundaries of the period), one unit message each.
+- ``unit``: processes one slice (its CDRs, and the sessions that ended in it without a CDR),
+  writes its partial result to S3 (`work/...`), and adds itself to the job's `done` set; the unit
+  that completes the set merges the statement.
 
 What a statement holds (both directions: `sent` = our own CDRs to the partner's eMSP parties, we are
 the CPO; `received` = CDRs its CPO parties sent us, we are the eMSP), for CDRs whose
@@ -39,18 +39,21 @@ runs of the same job (``run_id`` order), whose units then stop.
 
 Chunking (1,000,000 CDRs of one partner in a month inside Lambda's 15 minutes):
 
-- a Query page is ``PAGE_SIZE`` = 500 items (at ~2-3 KB per CDR header that is also about
-  DynamoDB's 1 MB page limit); a slice reads its CDRs page by page;
-- a month is 720-744 hours: at `BillingSliceHours` = 6 that is 124 slices, so 1,000,000 CDRs spread
-  over a month are ~8,100 CDRs (17 pages) per slice. A slice holding more than
+- a Query page is ``PAGE_SIZE`` = 500 items or DynamoDB's 1 MB, whichever comes first (real CDRs
+  of 2-4 KB: 250-500 per page); a slice reads only the ~12 fields a statement needs
+  (``_CDR_FIELDS``), page by page;
+- a month is 720-744 hours: at `BillingSliceHours` = 6 that is 124-125 slices, so 1,000,000 CDRs
+  spread over a month are ~8,100 CDRs (17 pages) per slice. A slice holding more than
   `BillingSliceMaxCdrs` (default 50,000) CDRs or completed sessions, or one whose invocation runs
   short of time, splits into two halves of its time range (recursively, down to 2 s), so a burst
   does not need a smaller setting;
-- measured on moto (bench/bench_billing.py, 100,000 CDRs, 1 worker): about 2,000 CDRs per second
-  for the CDR units (0.5 ms each, moto's Query dominating), so a full 50,000-CDR slice takes ~25 s,
-  1/36 of the 900 s limit; 1,000,000 CDRs are ~500 s of slice work in total, spread over up to 20
-  concurrent workers (`MaximumConcurrency`). The merge reads one small JSON per unit and
-  concatenates the units' CSV parts (streamed, multipart upload): O(CDRs) bytes, not memory.
+- measured on moto (bench/bench_billing.py: 100,000 CDRs in a month, 125 slices of 800 CDRs, one
+  worker): 466 CDRs per second, 2.1 ms per CDR with moto's request handling (mean 1.7 s per slice,
+  the slowest 9.1 s), 110 DynamoDB requests per 1,000 CDRs (100 of them the two checks of the 5%
+  credit CDRs). So a full 50,000-CDR slice takes ~110 s, an eighth of the 900 s limit; 1,000,000
+  CDRs are ~2,150 s of slice work in total, spread over up to 20 concurrent workers
+  (`MaximumConcurrency`: ~2 minutes). The merge reads one small JSON per slice and concatenates
+  the slices' CSV parts (streamed, multipart upload): O(CDRs) bytes, not memory.
 
 The session check reads sessions by `last_updated` (GSI1, no end-time index for sessions): a slice
 looks at sessions updated in [slice start, slice end + ``SESSION_UPDATE_WINDOW``); a session whose
@@ -426,7 +429,7 @@ def parse_message(body: str) -> dict[str, Any]:
             ):
                 raise ValueError("a unit needs its job")
             unit = msg.get("unit")
-            if not isinstance(unit, str) or not re.fullmatch(r"[CS]\d{4}(\.[01])*", unit):
+            if not isinstance(unit, str) or not re.fullmatch(r"U\d{4}(\.[01])*", unit):
                 raise ValueError("bad unit id")
             if _dt(msg["start"]) >= _dt(msg["end"]):
                 raise ValueError("a unit's start must be before its end")
@@ -519,7 +522,7 @@ def start_job(store: Any, queue: Any, settings: BillingSettings, msg: dict[str, 
         logger.warning("billing job for an unknown partner dropped", extra={"partner_id": msg["partner_id"]})
         return "unknown_partner"
     ranges = slice_ranges(_dt(spec["start"]), _dt(spec["end"]), settings.slice_hours)
-    units = {f"{kind}{i:04d}": r for i, r in enumerate(ranges) for kind in "CS"}
+    units = {f"U{i:04d}": r for i, r in enumerate(ranges)}
     outcome = store.billing_job_start(
         spec["partner_id"], spec["period"], spec["run_id"], spec, list(units), int(time.time()) + JOB_TTL_S
     )
@@ -654,17 +657,54 @@ def _ref_text(ref: ObjectRef) -> str:
     return f"{ref.country_code.upper()}*{ref.party_id.upper()}*{ref.object_id}"
 
 
-def _cdr_unit(
+# What a statement reads of a CDR: not its location, tariffs, charging periods or signed data (most
+# of its size).
+_CDR_FIELDS = (
+    "body.id",
+    "body.start_date_time",
+    "body.end_date_time",
+    "body.session_id",
+    "body.cdr_token.country_code",
+    "body.cdr_token.party_id",
+    "body.currency",
+    "body.total_cost",
+    "body.total_energy",
+    "body.credit",
+    "body.credit_reference_id",
+    "meta.pricing",
+)
+
+
+def _slice_unit(
     store: Any, spec: dict[str, Any], start: datetime, end: datetime, budget: _Budget
 ) -> tuple[Partial, list[tuple[str, list[str]]]]:
-    """The CDRs of one slice: totals, lines, pricing and credit discrepancies."""
+    """One slice: its CDRs (totals, lines, pricing and credit discrepancies) and the COMPLETED
+    sessions that ended in it without a CDR. The CDRs are read once, with ``SESSION_MATCH_MARGIN``
+    on both sides (those only count as the CDR of a session)."""
+    sessions = _session_candidates(store, spec, start, end, budget)
     found: list[tuple[str, str, StoredObject]] = []  # (sort key, direction, CDR)
+    seen: set[str] = set()  # the sessions that have a CDR
+    low, high = _iso(start), _iso(end)
     for direction, pk in _cdr_partitions(spec):
-        for obj in _pages(store, cdrs.BILLING_INDEX, pk, _iso(start), _iso(end)):
-            found.append((_cdr_sort_key(obj), direction, obj))
-            budget.check(len(found))
+        pages = _pages(
+            store,
+            cdrs.BILLING_INDEX,
+            pk,
+            _iso(start - SESSION_MATCH_MARGIN),
+            _iso(end + SESSION_MATCH_MARGIN),
+            attributes=_CDR_FIELDS,
+        )
+        for obj in pages:
+            if obj.body.get("session_id"):
+                party = _party(obj.ref.country_code, obj.ref.party_id)
+                seen.add(f"{direction}|{party}|{str(obj.body['session_id']).upper()}")
+            key = _cdr_sort_key(obj)
+            if low <= key[: len(low)] < high:
+                found.append((key, direction, obj))
+                budget.check(len(found))
     found.sort(key=lambda f: f[0])
     part = Partial()
+    _check_sessions(spec, part, sessions, seen)
     lines: list[tuple[str, list[str]]] = []
     credit_checks: dict[tuple[str, str, str], list[tuple[str, str, StoredObject]]] = {}
     for key, direction, obj in found:
@@ -839,12 +879,12 @@ def _session_partitions(spec: dict[str, Any]) -> list[tuple[str, str, list[tuple
 _SESSION_FIELDS = ("body.status", "body.end_date_time", "body.id")
 
 
-def _session_unit(
+def _session_candidates(
     store: Any, spec: dict[str, Any], start: datetime, end: datetime, budget: _Budget
-) -> Partial:
-    """COMPLETED sessions that ended in the slice with no CDR of the partner's for them."""
-    cutoff = _dt(spec["cutoff"])
-    candidates: list[tuple[str, str, str, StoredObject, datetime]] = []
+) -> list[tuple[str, str, str, StoredObject, datetime]]:
+    """COMPLETED sessions of the partner's that ended in the slice (read by `last_updated`, up to
+    ``SESSION_UPDATE_WINDOW`` after the slice): (key, match key, direction, session, end)."""
+    candidates = []
     for direction, pk, parties in _session_partitions(spec):
         pages = _pages(
             store,
@@ -861,31 +901,22 @@ def _session_unit(
             ended = _dt(str(obj.body["end_date_time"]))
             if not start <= ended < end:
                 continue
-            match = (
-                f"{direction}|{_party(obj.ref.country_code, obj.ref.party_id)}|{obj.ref.object_id.upper()}"
-            )
-            candidates.append(
-                (f"{_iso(ended)}#{direction}#{_ref_text(obj.ref)}", match, direction, obj, ended)
-            )
+            party = _party(obj.ref.country_code, obj.ref.party_id)
+            match = f"{direction}|{party}|{obj.ref.object_id.upper()}"
+            key = f"{_iso(ended)}#{direction}#{_ref_text(obj.ref)}"
+            candidates.append((key, match, direction, obj, ended))
             budget.check(len(candidates))
-    part = Partial()
-    if not candidates:
-        return part
-    seen: set[str] = set()
-    for direction, pk in _cdr_partitions(spec):
-        pages = _pages(
-            store,
-            cdrs.BILLING_INDEX,
-            pk,
-            _iso(start - SESSION_MATCH_MARGIN),
-            _iso(end + SESSION_MATCH_MARGIN),
-            attributes=("body.session_id",),
-        )
-        for obj in pages:
-            if obj.body.get("session_id"):
-                party = _party(obj.ref.country_code, obj.ref.party_id)
-                seen.add(f"{direction}|{party}|{str(obj.body['session_id']).upper()}")
-    for key, match, direction, obj, ended in sorted(candidates, key=lambda c: c[0]):
+    return sorted(candidates, key=lambda c: c[0])
+
+
+def _check_sessions(
+    spec: dict[str, Any],
+    part: Partial,
+    candidates: list[tuple[str, str, str, StoredObject, datetime]],
+    seen: set[str],
+) -> None:
+    cutoff = _dt(spec["cutoff"])
+    for key, match, direction, obj, ended in candidates:
         part.sessions_checked += 1
         if match in seen:
             continue
@@ -897,7 +928,6 @@ def _session_unit(
             key,
             {"direction": direction, "session": _ref_text(obj.ref), "end_date_time": format_datetime(ended)},
         )
-    return part.finish()
 
 
 # ------------------------------------------------------------------ units
@@ -934,11 +964,8 @@ def process_unit(
         return "duplicate"
     budget = _Budget(int(spec.get("slice_max") or 50_000), end - start, time_left)
     try:
-        if unit.startswith("C"):
-            part, lines = _cdr_unit(store, spec, start, end, budget)
-            blobs.put(part_key(spec, unit, "csv"), _csv_rows(row for _, row in lines), "text/csv")
-        else:
-            part = _session_unit(store, spec, start, end, budget)
+        part, lines = _slice_unit(store, spec, start, end, budget)
+        blobs.put(part_key(spec, unit, "csv"), _csv_rows(row for _, row in lines), "text/csv")
     except _Split:
         after = store.billing_unit_done(pid, period, run_id, unit, [u for u, _ in children])
         if after is None:
@@ -1033,10 +1060,9 @@ def merge(store: Any, blobs: Any, job: BillingJob) -> dict[str, Any]:
         sha.update(header)
         yield header
         for unit in leaves:
-            if unit.startswith("C"):
-                for chunk in blobs.chunks(part_key(spec, unit, "csv")):
-                    sha.update(chunk)
-                    yield chunk
+            for chunk in blobs.chunks(part_key(spec, unit, "csv")):
+                sha.update(chunk)
+                yield chunk
 
     pid, period = spec["partner_id"], spec["period"]
     blobs.put_chunks(lines_key(pid, period), line_chunks(), "text/csv")
