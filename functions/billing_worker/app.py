@@ -12,7 +12,7 @@ A failed message is reported in `batchItemFailures` with its visibility set to a
 (OCPI_BILLING_RETRY_BASE seconds, doubling); after OCPI_BILLING_MAX_ATTEMPTS receives
 (= maxReceiveCount) SQS moves it to ClearingDeadLetterQueue (alarmed). Every step is idempotent, so
 a retried or redelivered message never counts twice. A malformed message cannot get better: logged at
-error, dropped.
+error, dropped; so is a run for a partner we cannot bill.
 
 A background function: no FastAPI app, no HTTP server.
 """
@@ -60,7 +60,7 @@ def _metric(name: str, value: int = 1) -> None:
 def record_handler(record: SQSRecord, inv: _Invocation) -> str:
     try:
         msg = billing.parse_message(record.body)
-    except ValueError as err:
+    except billing.Rejected as err:
         logger.error(
             "billing: malformed message dropped", extra={"message_id": record.message_id, "error": str(err)}
         )
@@ -79,6 +79,10 @@ def record_handler(record: SQSRecord, inv: _Invocation) -> str:
             message_id=record.message_id,
             time_left=inv.time_left,
         )
+    except billing.Rejected as err:  # e.g. a run for a partner we cannot bill: retrying cannot help
+        logger.error("billing: message rejected, dropped", extra={**fields, "error": str(err)})
+        _metric("BillingRejected")
+        return "rejected"
     except Exception:
         last = attempt >= inv.settings.max_attempts
         delay = 0 if last else inv.settings.backoff(attempt)

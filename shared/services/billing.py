@@ -395,14 +395,19 @@ def aws_client(service: str) -> Any:
 
 
 # ------------------------------------------------------------------ messages
+class Rejected(ValueError):
+    """A message that can never be processed (malformed, or naming a partner we cannot bill): it is
+    dropped, not retried."""
+
+
 def parse_message(body: str) -> dict[str, Any]:
-    """A clearing message; ValueError when it can never be processed (dropped, not retried)."""
+    """A clearing message; Rejected when it can never be processed (dropped, not retried)."""
     try:
         msg = json.loads(body)
     except ValueError as err:
-        raise ValueError("not JSON") from err
+        raise Rejected("not JSON") from err
     if not isinstance(msg, dict) or msg.get("kind") not in ("run", "job", "unit"):
-        raise ValueError("kind must be run, job or unit")
+        raise Rejected("kind must be run, job or unit")
     kind = msg["kind"]
     try:
         if kind == "run":
@@ -433,8 +438,8 @@ def parse_message(body: str) -> dict[str, Any]:
                 raise ValueError("bad unit id")
             if _dt(msg["start"]) >= _dt(msg["end"]):
                 raise ValueError("a unit's start must be before its end")
-    except (KeyError, TypeError) as err:
-        raise ValueError(f"malformed {kind} message: {err}") from err
+    except (KeyError, TypeError, ValueError) as err:
+        raise Rejected(f"malformed {kind} message: {err}") from err
     return msg
 
 
@@ -468,7 +473,7 @@ def run_jobs(
     if msg.get("partner_id"):
         partner = store.get_partner(msg["partner_id"])
         if partner is None or not billable(partner):
-            raise ValueError(f"partner {msg['partner_id']} is unknown or holds no CPO or EMSP party")
+            raise Rejected(f"partner {msg['partner_id']} is unknown or holds no CPO or EMSP party")
         partners = [partner]
     else:
         partners = [p for p in store.list_partners() if billable(p)]
@@ -1119,17 +1124,3 @@ def handle(
     if msg["kind"] == "job":
         return start_job(store, queue, settings, msg)
     return process_unit(store, blobs, queue, msg, time_left=time_left)
-
-
-def drain(store: Any, blobs: Any, queue: Any, settings: BillingSettings, receive: Callable[[], list]) -> int:
-    """Process queued clearing messages in this process until none is left (ocpi-admin billing run
-    --inline, tests): ``receive()`` returns [(message_id, body, ack)]; returns the count."""
-    count = 0
-    while True:
-        batch = receive()
-        if not batch:
-            return count
-        for message_id, body, ack in batch:
-            handle(store, blobs, queue, settings, parse_message(body), message_id=message_id)
-            ack()
-            count += 1

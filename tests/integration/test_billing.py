@@ -444,11 +444,18 @@ def test_a_failing_message_is_retried_then_dead_lettered(h: Harness, monkeypatch
     h.send({"kind": "job", "partner_id": PARTNER, "period": PERIOD, "run_id": "r1", "as_of": AS_OF})
     h.drain()
     assert len(calls) == max_receives
-    dead = h.sqs.receive_message(QueueUrl=h.dlq_url, MaxNumberOfMessages=10)["Messages"]
+    dead = h.sqs.receive_message(QueueUrl=h.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
     assert [json.loads(m["Body"])["run_id"] for m in dead] == ["r1"]
-    # A malformed message is dropped at once (it can never succeed), not retried.
+    # A malformed message, or a run for a partner we cannot bill, is dropped at once, not retried.
     h.send({"kind": "unit", "job": {}})
-    assert h.drain() == 1
+    h.send({"kind": "run", "period": PERIOD, "as_of": AS_OF, "partner_id": "nobody"})
+    assert h.drain() == 2
+    assert (
+        len(
+            h.sqs.receive_message(QueueUrl=h.dlq_url, MaxNumberOfMessages=10, VisibilityTimeout=0)["Messages"]
+        )
+        == 1
+    )
 
 
 # ------------------------------------------------------------------ CDR creation writes the index
