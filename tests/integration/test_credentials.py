@@ -312,3 +312,28 @@ def test_our_handshake_token_b_cannot_register_the_partner_twice(api, partner) -
     assert api["versions"].get("/ocpi/versions", headers=hdr("our-b")).status_code == 200
     resp = api["creds"].post("/ocpi/2.2.1/credentials", json=creds_body(partner), headers=hdr("our-b"))
     assert resp.status_code == 405
+
+
+def test_put_credentials_under_another_version_switches_the_partner(api, partner) -> None:
+    """A partner registered over 2.2.1 PUTs its credentials under /ocpi/2.1.1 (single party, raw
+    token): it now speaks 2.1.1 with us, and our answer is a 2.1.1 credentials object."""
+    partner.versions = ["2.1.1", "2.2.1"]
+    partner_id, _, body = register(api, partner)
+    assert api["store"].get_partner(partner_id)["version"] == "2.2.1"
+    token_c = body["data"]["token"]
+    flat = {
+        "token": "token-b",
+        "url": partner.versions_url,
+        "party_id": "PRT",
+        "country_code": "DE",
+        "business_details": {"name": "Partner"},
+    }
+    resp = api["creds"].put(
+        "/ocpi/2.1.1/credentials", json=flat, headers={"Authorization": f"Token {token_c}"}
+    )
+    answer = resp.json()
+    assert answer["status_code"] == 1000, answer
+    assert "roles" not in answer["data"] and answer["data"]["party_id"] == "CPO"  # our CPO party
+    stored = api["store"].get_partner(partner_id)
+    assert stored["version"] == "2.1.1"
+    assert [(r["role"], r["country_code"], r["party_id"]) for r in stored["roles"]] == [("EMSP", "DE", "PRT")]
