@@ -205,14 +205,32 @@ def load_parties(path: Path) -> list[dict[str, Any]]:
 # ------------------------------------------------------------------------------------------ provisioning
 
 
+_LOADER: Any = None
+
+
+def _data_loader() -> Any:
+    """One botocore data loader per process: the service models (S3's is large) are parsed once,
+    not once per provisioning (tests provision the template for every test that uses AWS)."""
+    global _LOADER
+    if _LOADER is None:
+        import botocore.loaders
+
+        _LOADER = botocore.loaders.create_loader()
+    return _LOADER
+
+
 class _Clients:
     def __init__(self, region: str) -> None:
-        self._session = boto3.session.Session(region_name=region)
+        import botocore.session
+
+        self._session = botocore.session.get_session()
+        self._session.register_component("data_loader", _data_loader())
+        self._region = region
         self._clients: dict[str, Any] = {}
 
     def __call__(self, service: str) -> Any:
         if service not in self._clients:
-            self._clients[service] = self._session.client(service)
+            self._clients[service] = self._session.create_client(service, region_name=self._region)
         return self._clients[service]
 
 
