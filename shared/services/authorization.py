@@ -70,7 +70,10 @@ def _real_time(
         to_party=(cc, pid),
     )
     if location is not None:  # in the partner's version (shared/versions)
-        location = convert.to_partner(store, partner, "location_references", location)
+        try:
+            location = convert.to_partner(store, partner, "location_references", location)
+        except ValueError:
+            location = None  # not expressible in that version: ask without it
     try:
         result = client.post(f"{url.rstrip('/')}/{uid}/authorize", params={"type": type_}, json=location)
     except OcpiClientError as err:
@@ -81,7 +84,13 @@ def _real_time(
         return None
     if not isinstance(result.data, dict) or not result.data.get("allowed"):
         return None
-    return convert.from_partner(store, partner, "authorization_info", result.data)
+    try:
+        return convert.from_partner(store, partner, "authorization_info", result.data)
+    except (ValueError, KeyError, TypeError, AttributeError):  # a malformed answer: unavailable
+        logger.warning(
+            "real-time authorization answer unreadable", extra={"partner_id": partner["partner_id"]}
+        )
+        return None
 
 
 def authorize_driver(

@@ -38,6 +38,7 @@ from shared import events
 from shared.auth import Caller
 from shared.config import get_settings
 from shared.errors import InvalidParameters, UnknownLocation
+from shared.logs import logger
 from shared.models.types import format_datetime, parse_datetime
 from shared.models.v221.charging_profiles import (
     ActiveChargingProfileResult,
@@ -456,7 +457,11 @@ def send(
         raise ClientApiError(f"The partner did not take the request: {err.message[:300]}") from err
     response = result.data if isinstance(result.data, dict) else {}
     if response and not profile:
-        response = convert.from_partner(store, partner, "command_response", response)
+        try:
+            response = convert.from_partner(store, partner, "command_response", response)
+        except (ValueError, KeyError, TypeError, AttributeError) as err:  # the partner's answer, malformed
+            logger.warning("command response not convertible", extra={"error": str(err)[:200]})
+            response = {"result": "REJECTED", "message": [{"language": "en", "text": "unreadable response"}]}
     store.patch(ref, {"response": response, "last_updated": format_datetime(now)}, now)
     return {"command_id": command_id, "response": response}
 

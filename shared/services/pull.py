@@ -222,8 +222,11 @@ def pull(
                 # The partner's version -> canonical (shared/versions); a refusal is a rejection.
                 try:
                     obj = convert.from_partner(store, partner, kind, obj)
-                except ValueError as err:
-                    raise InvalidParameters(str(err)[:300]) from err
+                except (ValueError, KeyError, TypeError, AttributeError, IndexError, ArithmeticError) as err:
+                    # Not convertible from the partner's version: this object is rejected, the pull goes on.
+                    raise InvalidParameters(
+                        f"not a valid OCPI object of its version: {str(err)[:200]}"
+                    ) from err
                 outcome = _store_one(store, module, who, obj)
             except ClientError as err:  # 2xxx: not the partner's object, or invalid
                 counts["rejected"] += 1

@@ -182,7 +182,8 @@ def _owner(d: Obj, ctx: Context, owner: tuple[str, str] | None = None) -> None:
 def _price_c(value: Any) -> Any:
     """2.1.1 `total_cost` (excl. VAT) → Price."""
     value = _num(value)
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    # Decimal too: request bodies are parsed with parse_float=Decimal (shared/jsonutil.py).
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         return {"excl_vat": value}
     return value
 

@@ -14,8 +14,8 @@ def to_canonical(kind: str, obj: dict[str, Any], ctx: Context) -> dict[str, Any]
 
 
 def from_canonical(kind: str, obj: dict[str, Any], ctx: Context) -> dict[str, Any]:
-    try:
-        from shared.versions.v230 import strip_for_221
-    except ImportError:  # pragma: no cover - before 2.3.0 support exists
-        return copy.deepcopy(obj)
+    from shared.versions.v230 import sendable_to_221, strip_for_221
+
+    if not sendable_to_221(kind, obj):  # e.g. an EMAID token: 2.2.1 partners never get it
+        raise ValueError(f"OCPI 2.2.1 cannot carry this {kind}")
     return strip_for_221(kind, obj)

@@ -142,3 +142,28 @@ def test_a_230_field_sent_in_a_patch_is_kept_for_230_and_not_shown_to_221(env) -
         api.get(url.format(v="2.3.0"), headers=b64("token-a")).json()["data"]["help_phone"] == "+31201234567"
     )
     assert "help_phone" not in api.get(url.format(v="2.2.1"), headers=b64("token-a")).json()["data"]
+
+
+def test_a_211_cdr_with_a_decimal_total_cost_is_stored_as_a_price(env) -> None:
+    add_partner(env["store"], "cpo-b", "token-b", [("CPO", "BE", "BED")])
+    api = TestClient(load_app("cdrs"), raise_server_exceptions=False)
+    cdr = spec("cdr_example.json")
+    cdr.update(country_code="BE", party_id="BED", id="C211")
+    in_211 = v211.from_canonical("cdr", cdr, Context(partner_party=("BE", "BED", "CPO")))
+    assert isinstance(in_211["total_cost"], int | float)
+    in_211["total_cost"] = 4.25  # parsed by us as Decimal('4.25')
+    resp = api.post("/ocpi/2.1.1/receiver/cdrs", json=in_211, headers=raw("token-b"))
+    assert resp.status_code == 201, resp.json()
+    got = api.get("/ocpi/2.2.1/receiver/cdrs/BE/BED/C211", headers=b64("token-b")).json()["data"]
+    assert got["total_cost"]["excl_vat"] == 4.25
+
+
+def test_an_emaid_token_never_reaches_221() -> None:
+    from shared.versions import convert
+
+    token = spec("token_example_2_full_rfid.json")
+    as_230 = dict(token, type="EMAID")
+    canonical = convert.inbound("2.3.0", "token", as_230)
+    assert convert.outbound("2.3.0", "token", [canonical])[0]["type"] == "EMAID"
+    assert convert.outbound("2.2.1", "token", [canonical]) == []  # left out of 2.2.1 lists
+    assert convert.outbound("2.2.1", "token", [token]) != []
