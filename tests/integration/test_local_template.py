@@ -52,7 +52,11 @@ def test_real_template_short_forms_become_long_forms(real_template: dict[str, An
     env = real_template["Globals"]["Function"]["Environment"]["Variables"]
     assert env["OCPI_TABLE_NAME"] == {"Ref": "OcpiTable"}
     assert env["OCPI_PUBLIC_URL"] == {
-        "Fn::If": ["HasPublicUrl", {"Ref": "PublicUrl"}, {"Ref": "AWS::NoValue"}]
+        "Fn::If": [
+            "HasPublicUrl",
+            {"Ref": "PublicUrl"},
+            {"Fn::If": ["HasCustomDomain", {"Fn::Sub": "https://${DomainName}"}, {"Ref": "AWS::NoValue"}]},
+        ]
     }
     assert real_template["Conditions"]["HasPublicUrl"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "PublicUrl"}, ""]}]
