@@ -28,7 +28,7 @@ os.environ.pop("AWS_PROFILE", None)
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    from shared import auth, config, events, store
+    from shared import auth, config, events, secrets, store
     from shared.services import push
 
     for var in list(os.environ):
@@ -42,12 +42,14 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     store.reset_store()
     events.reset()
     push.reset()
+    secrets.reset()
     yield
     config.reset_settings()
     auth.clear_cache()
     store.reset_store()
     events.reset()
     push.reset()
+    secrets.reset()
 
 
 @pytest.fixture
@@ -86,6 +88,9 @@ def dynamo_store(aws: dict, monkeypatch: pytest.MonkeyPatch) -> Iterator:
 
     monkeypatch.setenv("OCPI_TABLE_NAME", aws["OcpiTable"])
     monkeypatch.setenv("OCPI_EVENT_BUS_NAME", aws["OcpiBus"])
+    # Partner tokens are sealed with KMS whenever DynamoDB is the store (shared/secrets.py), as the
+    # template's Globals set it for every function.
+    monkeypatch.setenv("OCPI_KMS_KEY_ID", aws["OcpiKey"])
     config.reset_settings()
     s = DynamoStore(dynamodb_client(), aws["OcpiTable"])
     set_store(s)

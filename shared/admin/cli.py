@@ -10,6 +10,7 @@ AWS variables; or pass `--env FILE` with `export NAME=value` lines (the local st
     ocpi-admin update PARTNER_ID                   # rotate tokens, re-read endpoints
     ocpi-admin unregister PARTNER_ID
     ocpi-admin partners [--json]                   # roles, version, endpoints, status
+    ocpi-admin partners seal-tokens                # seal partner tokens still stored in clear (KMS)
     ocpi-admin pull PARTNER_ID [--module M] [--full]  # GET a partner's locations/tariffs/tokens/
                                                        # sessions/cdrs
     ocpi-admin publish --module locations|tariffs|tokens|sessions|cdrs --file OBJECT.json  # -> bus
@@ -137,6 +138,12 @@ def cmd_unregister(args: argparse.Namespace) -> int:
 
 
 def cmd_partners(args: argparse.Namespace) -> int:
+    if args.action == "seal-tokens":
+        from shared.services import credentials
+
+        counts = credentials.seal_partner_tokens(_store())
+        print(json.dumps(counts) if args.json else " ".join(f"{k}={v}" for k, v in counts.items()))
+        return EXIT_OK
     partners = _store().list_partners()
     if args.json:
         from shared.services.credentials import public_partner
@@ -512,7 +519,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("partner_id")
     p.set_defaults(func=cmd_unregister)
 
-    p = sub.add_parser("partners", help="list partners")
+    p = sub.add_parser("partners", help="list partners, or seal the tokens of older records")
+    p.add_argument(
+        "action",
+        nargs="?",
+        choices=["list", "seal-tokens"],
+        default="list",
+        help="seal-tokens: encrypt (KMS) every partner token still stored in clear; prints counts",
+    )
     p.set_defaults(func=cmd_partners)
 
     p = sub.add_parser("pull", help="pull a partner's objects (recovery for missed pushes)")

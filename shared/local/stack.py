@@ -4,8 +4,8 @@ What it does, all derived from the SAM template:
 
 1. starts moto in server mode (in-process thread) and points every boto3 client of this process at it;
 2. provisions the template's DynamoDB tables, SQS queues (dead-letter queues first), EventBridge buses and
-   rules (SQS targets attached), Secrets Manager secrets, S3 buckets and Scheduler schedule groups/schedules
-   in moto; other resource types are skipped;
+   rules (SQS targets attached), Secrets Manager secrets, S3 buckets, Scheduler schedule groups/schedules
+   and KMS keys (not their aliases or key policies) in moto; other resource types are skipped;
 3. imports every function that has API events (``<CodeUri>/app.py``, module-level ASGI ``app``) with the
    function environment of the template (Globals merged with the function's own);
 4. serves them with uvicorn behind one dispatcher that routes like API Gateway REST (most specific path,
@@ -111,7 +111,8 @@ class ProvisionError(RuntimeError):
 
 def _connect_host(host: str) -> str:
     """An address clients can connect to for a listening address (0.0.0.0 / :: -> loopback)."""
-    return "127.0.0.1" if host in ("", "0.0.0.0", "::") else host  # noqa: S104
+    any_ipv4 = "0.0.0.0"  # noqa: S104 - compared, never bound  # nosec B104
+    return "127.0.0.1" if host in ("", "::", any_ipv4) else host
 
 
 @dataclass
@@ -593,6 +594,39 @@ def _provision_schedule(clients: _Clients, logical_id: str, props: dict[str, Any
     return name
 
 
+def _provision_kms_key(clients: _Clients, logical_id: str, props: dict[str, Any], resolver: Resolver) -> str:
+    """A customer-managed key; Ref is its key id (as in CloudFormation), GetAtt Arn / KeyId.
+
+    The KeyPolicy is not applied (nor resolved: it names IAM principals that do not exist locally, and
+    moto enforces parts of key policies); every local caller may use the key. Aliases
+    (AWS::KMS::Alias) are not created: the functions refer to the key by id."""
+    kms = clients("kms")
+    kwargs: dict[str, Any] = {}
+    for key in ("Description", "KeySpec", "KeyUsage"):
+        if props.get(key):
+            kwargs[key] = str(props[key])
+    if str(props.get("MultiRegion", "")).lower() == "true":
+        kwargs["MultiRegion"] = True
+    if props.get("Tags"):
+        kwargs["Tags"] = [{"TagKey": t["Key"], "TagValue": t["Value"]} for t in _tags_list(props["Tags"])]
+    meta = kms.create_key(**kwargs)["KeyMetadata"]
+    key_id, arn = meta["KeyId"], meta["Arn"]
+    if str(props.get("EnableKeyRotation", "")).lower() == "true":
+        _optional(logical_id, "EnableKeyRotation", lambda: kms.enable_key_rotation(KeyId=key_id))
+    if str(props.get("Enabled", "true")).lower() == "false":
+        kms.disable_key(KeyId=key_id)
+    _ignored(
+        logical_id,
+        props,
+        {"Description", "KeySpec", "KeyUsage", "MultiRegion", "Tags", "EnableKeyRotation", "Enabled"},
+    )
+    resolver.set_physical(logical_id, key_id, Arn=arn, KeyId=key_id)
+    return key_id
+
+
+# Properties left unresolved (and unapplied) locally, per resource type.
+_UNRESOLVED: dict[str, tuple[str, ...]] = {"AWS::KMS::Key": ("KeyPolicy", "PendingWindowInDays")}
+
 Provisioner = Callable[[_Clients, str, dict[str, Any], Resolver], str]
 
 PROVISIONERS: dict[str, Provisioner] = {
@@ -605,6 +639,7 @@ PROVISIONERS: dict[str, Provisioner] = {
     "AWS::S3::Bucket": _provision_bucket,
     "AWS::Scheduler::ScheduleGroup": _provision_schedule_group,
     "AWS::Scheduler::Schedule": _provision_schedule,
+    "AWS::KMS::Key": _provision_kms_key,
 }
 
 
@@ -626,7 +661,11 @@ def provision(template: Mapping[str, Any], resolver: Resolver) -> dict[str, str]
     created: dict[str, str] = {}
     for logical_id in topological_order(supported):
         resource = supported[logical_id]
-        props = resolver.resolve(resource.get("Properties") or {}) or {}
+        raw = dict(resource.get("Properties") or {})
+        unresolved = [key for key in _UNRESOLVED.get(resource["Type"], ()) if raw.pop(key, None) is not None]
+        if unresolved:
+            log.debug("%s: properties not applied locally: %s", logical_id, ", ".join(unresolved))
+        props = resolver.resolve(raw) or {}
         try:
             created[logical_id] = PROVISIONERS[resource["Type"]](clients, logical_id, props, resolver)
         except ProvisionError:
@@ -1502,7 +1541,7 @@ def _serve(
         host=config.host,
         port=config.port,
         log_level=config.log_level,
-        access_log=True,
+        access_log=False,  # its lines show paths, which carry token uids: our "request" line replaces them
         lifespan="on",
         ws="none",
         timeout_graceful_shutdown=5,

@@ -21,7 +21,7 @@ from shared.config import get_settings
 from shared.errors import NotEnoughInformation
 from shared.logs import logger
 from shared.services import objects, tokens
-from shared.services.credentials import STATUS_REGISTERED, endpoint_url
+from shared.services.credentials import STATUS_REGISTERED, endpoint_url, outbound_token
 from shared.services.objects import RECEIVED
 from shared.versions import convert
 
@@ -61,8 +61,12 @@ def _real_time(
     if not partner or not url:
         return None
     own = next((p for p in get_settings().own_parties if p.role == "CPO"), None)
+    try:
+        token = outbound_token(partner)
+    except OcpiClientError:  # KMS trouble (logged there): real time is unavailable, as when unreachable
+        return None
     client = OcpiClient(
-        partner["outbound_token"],
+        token,
         raw_token=bool(partner.get("raw_token")),
         timeout=5.0,
         retries=0,

@@ -394,7 +394,7 @@ def send(
     from shared.client import OcpiClient, OcpiClientError
     from shared.errors import ClientApiError, NoMatchingEndpoints
     from shared.models.v221.charging_profiles import SetChargingProfile
-    from shared.services.credentials import STATUS_REGISTERED, endpoint_url
+    from shared.services.credentials import STATUS_REGISTERED, endpoint_url, outbound_token
     from shared.services.push import partner_parties
 
     kind = str(kind).upper()
@@ -412,6 +412,10 @@ def send(
     if not url or cpo is None:
         raise NoMatchingEndpoints(f"Partner {partner_id} offers no {module} Receiver interface")
     emsp = _own_emsp()
+    try:
+        token = outbound_token(partner)  # opened before anything is stored: a KMS failure leaves no trace
+    except OcpiClientError as err:
+        raise ClientApiError(f"The request was not sent: {err.message[:300]}") from err
     command_id = secrets.token_hex(16)
     version = str(partner.get("version") or "2.2.1")
     response_url = sender_url(base_url, version, kind, command_id)
@@ -442,9 +446,7 @@ def send(
         "last_updated": format_datetime(now),
     }
     store.put(ref, record, now, collection=COLLECTION)
-    client = OcpiClient(
-        partner["outbound_token"], raw_token=bool(partner.get("raw_token")), from_party=emsp, to_party=cpo
-    )
+    client = OcpiClient(token, raw_token=bool(partner.get("raw_token")), from_party=emsp, to_party=cpo)
     wire_body = body
     if body is not None and not profile:  # the command in the partner's version (shared/versions)
         try:

@@ -6,7 +6,8 @@ Tokens (credentials.asciidoc, "Registration"):
 - token B: the token the *initiator* of a registration gives the other side to call it.
 - token C: the token the *receiver* of a registration answers with.
 We store only HMAC hashes of the tokens partners use to call us (A, C, or our B when we initiated);
-the token we use to call a partner is kept with the partner (outbound_token).
+the token we use to call a partner is kept with the partner (outbound_token), sealed with AWS KMS
+(shared/secrets.py): read it with :func:`outbound_token`, never from the record.
 
 Partner record (PartnerStore, one item): partner_id, name, status (INVITED, REGISTERING,
 REGISTERED, UNREGISTERED), initiated_by (partner|us), version, versions_url, endpoints, roles,
@@ -20,7 +21,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from shared import auth
+from shared import auth, secrets
 from shared.auth import KIND_PARTNER, KIND_REGISTRATION, Caller
 from shared.client import OcpiClient, OcpiClientError, OcpiHttpError
 from shared.config import get_settings
@@ -292,6 +293,7 @@ def register_partner(store: Any, base_url: str, version: str, who: Caller, body:
     creds: Credentials = validate(Credentials, credentials_in(version, who.partner, body))
     # The version of the URL the partner POSTed to is the one it chose.
     found = discover(creds.token, str(creds.url), version=version)
+    sealed = secrets.seal(who.partner_id, creds.token)  # before token A is spent: a failure leaves it usable
     # The caller's partner record was just read by authentication (registration-scope lookups are
     # never cached), so no second read.
     partner = dict(who.partner) or {"partner_id": who.partner_id, "created_at": _now()}
@@ -311,7 +313,7 @@ def register_partner(store: Any, base_url: str, version: str, who: Caller, body:
             "versions_url": str(creds.url),
             "endpoints": found.endpoints,
             "roles": roles,
-            "outbound_token": creds.token,
+            "outbound_token": sealed,
             "raw_token": found.raw_token,
             "inbound_token_hash": token_hash,
             "updated_at": _now(),
@@ -329,6 +331,7 @@ def update_partner(store: Any, base_url: str, version: str, who: Caller, body: A
         raise MethodNotAllowed("Not registered: use POST to register")
     creds: Credentials = validate(Credentials, credentials_in(version, partner, body))
     found = discover(creds.token, str(creds.url), version=version)
+    sealed = secrets.seal(who.partner_id, creds.token)  # before anything changes: a failure changes nothing
     new_roles = _roles(creds)
     _claim(store, who.partner_id, new_roles)
     removed = set(_party_keys(partner.get("roles") or [])) - set(_party_keys(new_roles))
@@ -341,7 +344,7 @@ def update_partner(store: Any, base_url: str, version: str, who: Caller, body: A
             "versions_url": str(creds.url),
             "endpoints": found.endpoints,
             "roles": new_roles,
-            "outbound_token": creds.token,
+            "outbound_token": sealed,
             "raw_token": found.raw_token,
             "inbound_token_hash": token_hash,
             "updated_at": _now(),
@@ -402,6 +405,7 @@ def register_with(
 ) -> dict[str, Any]:
     """We initiate: GET versions/details with token A, POST our credentials with a fresh token B,
     keep the token C we get back. Returns the partner record."""
+    secrets.check_configured()  # before the partner takes our token B
     found = discover(token_a, versions_url)
     partner_id = str(uuid.uuid4())
     token_b = auth.new_token()
@@ -426,6 +430,7 @@ def register_with(
     store.put_token(TokenRecord(b_hash, partner_id, KIND_REGISTRATION, int(time.time()) + HANDSHAKE_TTL))
     try:
         theirs = _post_or_put_credentials(partner, "POST", token_a, token_b, base_url)
+        sealed = secrets.seal(partner_id, theirs.token)
         roles = _roles(theirs)
         _claim(store, partner_id, roles)
     except Exception:
@@ -439,7 +444,7 @@ def register_with(
         {
             "status": STATUS_REGISTERED,
             "roles": roles,
-            "outbound_token": theirs.token,
+            "outbound_token": sealed,
             "inbound_token_hash": b_hash,
             "updated_at": _now(),
         }
@@ -453,12 +458,15 @@ def update_with(store: Any, base_url: str, partner_id: str) -> dict[str, Any]:
     partner = store.get_partner(partner_id)
     if not partner or partner.get("status") != STATUS_REGISTERED:
         raise MethodNotAllowed("Partner is not registered")
+    current = _usable_token(partner)
+    secrets.check_configured()
     new_b = auth.new_token()
     new_hash = auth.hash_token(new_b)
     store.put_token(TokenRecord(new_hash, partner_id, KIND_PARTNER))
     try:
-        theirs = _post_or_put_credentials(partner, "PUT", partner["outbound_token"], new_b, base_url)
+        theirs = _post_or_put_credentials(partner, "PUT", current, new_b, base_url)
         found = discover(theirs.token, str(theirs.url), raw_token=partner.get("raw_token"))
+        sealed = secrets.seal(partner_id, theirs.token)
         roles = _roles(theirs)
         _claim(store, partner_id, roles)
     except Exception:
@@ -473,7 +481,7 @@ def update_with(store: Any, base_url: str, partner_id: str) -> dict[str, Any]:
             "versions_url": str(theirs.url),
             "endpoints": found.endpoints,
             "roles": roles,
-            "outbound_token": theirs.token,
+            "outbound_token": sealed,
             "inbound_token_hash": new_hash,
             "updated_at": _now(),
         }
@@ -492,8 +500,9 @@ def unregister_with(store: Any, partner_id: str) -> dict[str, Any]:
         raise MethodNotAllowed("Partner is not registered")
     url = endpoint_url(partner, "credentials")
     if url:
+        token = _usable_token(partner)  # our failure to open it is no reason to forget the partner
         try:
-            _client(partner["outbound_token"], bool(partner.get("raw_token"))).delete(url)
+            _client(token, bool(partner.get("raw_token"))).delete(url)
         except OcpiClientError as err:
             # We stop talking to it either way; the partner may have forgotten us already.
             logger.warning(
@@ -505,5 +514,49 @@ def unregister_with(store: Any, partner_id: str) -> dict[str, Any]:
 
 
 def public_partner(partner: dict[str, Any]) -> dict[str, Any]:
-    """A partner record without secrets, for listings."""
-    return {k: v for k, v in partner.items() if k not in ("outbound_token", "inbound_token_hash")}
+    """A partner record without secrets (not even sealed ones), for listings; ``outbound_token_at_rest``
+    says how the token is kept (kms, local, clear, none) so an operator sees what seal-tokens would do."""
+    public = {k: v for k, v in partner.items() if k not in ("outbound_token", "inbound_token_hash")}
+    public["outbound_token_at_rest"] = secrets.form(partner.get("outbound_token"))
+    return public
+
+
+# ------------------------------------------------------------------ the token we call a partner with
+def outbound_token(partner: dict[str, Any]) -> str:
+    """The token to call ``partner`` with, opened from its record (KMS Decrypt once per container and
+    token, shared/secrets.py). Raises :class:`shared.secrets.TokenUnavailable`, an OcpiClientError,
+    so every outbound path treats it like a failed call."""
+    return secrets.partner_token(partner)
+
+
+def _usable_token(partner: dict[str, Any]) -> str:
+    try:
+        return outbound_token(partner)
+    except secrets.TokenUnavailable as err:
+        raise ClientApiError(err.message) from err
+
+
+def seal_partner_tokens(store: Any) -> dict[str, int]:
+    """Seal every partner token still stored in clear (records from before sealing), in place.
+    Returns counts: sealed, already (sealed before), none (no token), changed (rotated meanwhile:
+    left to the rotation, which sealed it). Safe to re-run."""
+    counts = {"sealed": 0, "already": 0, "none": 0, "changed": 0}
+    for listed in store.list_partners():
+        value = listed.get("outbound_token")
+        if not value:
+            counts["none"] += 1
+            continue
+        if secrets.is_sealed(value):
+            counts["already"] += 1
+            continue
+        pid = listed["partner_id"]
+        sealed = secrets.seal(pid, value)
+        partner = store.get_partner(pid)  # consistent re-read: write only over the token we sealed
+        if not partner or partner.get("outbound_token") != value:
+            counts["changed"] += 1
+            continue
+        partner["outbound_token"] = sealed
+        store.put_partner(partner)
+        counts["sealed"] += 1
+    logger.info("partner tokens sealed", extra=counts)
+    return counts

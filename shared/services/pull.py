@@ -45,7 +45,7 @@ from shared.errors import (
 from shared.logs import logger
 from shared.models.types import format_datetime, parse_datetime
 from shared.services import cdrs, locations, objects, sessions, tariffs, tokens
-from shared.services.credentials import STATUS_REGISTERED, endpoint_url
+from shared.services.credentials import STATUS_REGISTERED, endpoint_url, outbound_token
 from shared.versions import convert
 
 #: module -> (the partner's role that owns and sends these objects, our role that receives them)
@@ -168,7 +168,7 @@ def _fetch_all(
     """Every object of the partner's sender list, asked for on behalf of each of ``from_parties``."""
     for from_party in from_parties:
         client = OcpiClient(
-            partner["outbound_token"],
+            outbound_token(partner),  # a KMS failure is an OcpiClientError: the pull fails cleanly
             raw_token=bool(partner.get("raw_token", False)),
             from_party=from_party,
             to_party=to_party,

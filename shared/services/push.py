@@ -57,7 +57,7 @@ from typing import Any
 from shared.client import OcpiClient, OcpiClientError, OcpiHttpError, OcpiTransportError
 from shared.logs import logger
 from shared.services import locations, sessions
-from shared.services.credentials import STATUS_REGISTERED, endpoint_url
+from shared.services.credentials import STATUS_REGISTERED, endpoint_url, outbound_token
 from shared.store.base import ObjectRef, PushState, StoredObject
 from shared.versions import convert
 
@@ -594,7 +594,7 @@ def _client(
     partner: dict[str, Any], delivery: Delivery, to_party: tuple[str, str] | None, settings: PushSettings
 ) -> OcpiClient:
     return OcpiClient(
-        partner["outbound_token"],
+        outbound_token(partner),  # opened once per container and token (shared/secrets.py)
         raw_token=bool(partner.get("raw_token", False)),
         from_party=(delivery.country_code.upper(), delivery.party_id.upper()),
         to_party=to_party,
@@ -648,9 +648,10 @@ def deliver(
         else:
             store.push_ack(ref, delivery.partner_id, state.seq)
         return request
-    client = _client(partner, delivery, request.to_party, settings)
     sent = request
     try:
+        # A token that cannot be opened (KMS) fails like a call: retried, nothing acknowledged.
+        client = _client(partner, delivery, request.to_party, settings)
         try:
             _send(client, request)
         except OcpiClientError as err:
@@ -707,8 +708,8 @@ def _deliver_command(
     if str(command.body.get("type", "")).upper() in _COMMAND_TYPES:  # not a charging profile result
         body = convert.to_partner(store, partner, "command_result", body)
     emsp = (command.body["emsp_country_code"], command.body["emsp_party_id"])
-    client = _client(partner, delivery, emsp, settings)
     try:
+        client = _client(partner, delivery, emsp, settings)
         client.request("POST", command.body["response_url"], json=body)
     except OcpiClientError as err:
         raise _failure(err, delivery.partner_id, settings) from err

@@ -107,7 +107,11 @@ class LocalStack:
         return json.loads(self.admin(*args, "--json").stdout)
 
     def partner_secrets(self, partner_id: str) -> dict[str, Any]:
-        """Read a partner record straight from this stack's DynamoDB (moto), secrets included."""
+        """Read a partner record straight from this stack's DynamoDB (moto), secrets included: the
+        outbound token opened with the stack's KMS key (shared/secrets.py), the stored form kept as
+        ``outbound_token_stored``."""
+        import base64
+
         import boto3
 
         env = {}
@@ -127,7 +131,23 @@ class LocalStack:
         item = ddb.get_item(
             TableName=env["OCPI_TABLE_NAME"], Key={"PK": {"S": f"P#{partner_id}"}, "SK": {"S": "P"}}
         )
-        return {k: TypeDeserializer().deserialize(v) for k, v in item["Item"].items()}["data"]
+        data = {k: TypeDeserializer().deserialize(v) for k, v in item["Item"].items()}["data"]
+        stored = data.get("outbound_token")
+        data["outbound_token_stored"] = stored
+        if isinstance(stored, str) and stored.startswith("kms:v1:"):
+            kms = boto3.client(
+                "kms",
+                endpoint_url=f"http://127.0.0.1:{self.moto_port}",
+                region_name=env.get("AWS_DEFAULT_REGION", "eu-west-1"),
+                aws_access_key_id="testing",
+                aws_secret_access_key="testing",
+            )
+            opened = kms.decrypt(
+                CiphertextBlob=base64.b64decode(stored.removeprefix("kms:v1:")),
+                EncryptionContext={"purpose": "ocpi-partner-token", "partner_id": partner_id},
+            )
+            data["outbound_token"] = opened["Plaintext"].decode()
+        return data
 
     # ------------------------------------------------------------------ the stack's AWS (moto)
     def exports(self) -> dict[str, str]:

@@ -82,6 +82,9 @@ def test_both_directions_rotate_and_unregister(stacks) -> None:
         # Both tokens work across the wire.
         to_receiver = initiator.partner_secrets(mine["partner_id"])["outbound_token"]
         to_initiator = receiver.partner_secrets(theirs["partner_id"])["outbound_token"]
+        # At rest both are sealed with each stack's KMS key (the template's OcpiKey, in moto).
+        for stack, pid in ((initiator, mine["partner_id"]), (receiver, theirs["partner_id"])):
+            assert stack.partner_secrets(pid)["outbound_token_stored"].startswith("kms:v1:")
         assert call(receiver, to_receiver).json()["data"]["token"] == to_receiver
         assert call(initiator, to_initiator).json()["status_code"] == 1000
 
