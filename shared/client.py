@@ -41,7 +41,7 @@ from urllib3.exceptions import HTTPError as Urllib3HTTPError
 
 from shared import jsonutil
 from shared.auth import encode_header_token
-from shared.logs import logger
+from shared.logs import context_value, logger
 
 __all__ = [
     "MAX_BODY_BYTES",
@@ -326,7 +326,8 @@ class OcpiClient:
         self.from_party = from_party
         self.to_party = to_party
         self.routing_headers = routing_headers
-        self.correlation_id = correlation_id or str(uuid.uuid4())
+        # A call made while serving a request carries that request's X-Correlation-ID on (the chain).
+        self.correlation_id = correlation_id or context_value("correlation_id") or str(uuid.uuid4())
         self._pool = pool
         self._sleep = sleep
 
@@ -414,7 +415,7 @@ class OcpiClient:
                     delay = err.retry_after
                 else:
                     delay = self.backoff * 2**attempt
-                    delay += random.uniform(0, delay * 0.1)
+                    delay += random.uniform(0, delay * 0.1)  # retry jitter, no secret  # nosec B311
                 self._sleep(delay)
                 attempt += 1
 

@@ -8,6 +8,7 @@ from starlette.responses import Response
 
 from shared import jsonutil
 from shared.errors import OcpiError, StatusCode
+from shared.logs import bind
 from shared.timeutil import now_utc, timestamp
 
 __all__ = ["OcpiResponse", "envelope", "error_response", "now_utc", "timestamp"]
@@ -44,6 +45,7 @@ class OcpiResponse(Response):
         http_status: int = 200,
         headers: dict[str, str] | None = None,
     ) -> None:
+        bind(ocpi_status=int(status_code))  # for the request's log line and metric (shared/http.py)
         super().__init__(
             content=jsonutil.dumps(envelope(data, status_code, message)),
             status_code=http_status,

@@ -9,6 +9,7 @@ It also echoes X-Request-ID / X-Correlation-ID (generated when missing) and boun
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -34,7 +35,8 @@ from shared.errors import (
     ServerError,
     Unauthorized,
 )
-from shared.logs import logger
+from shared.logs import bind, log_context, logger, party_label
+from shared.metrics import metrics, record_request
 from shared.models.types import CiString
 from shared.store import get_store
 from shared.validation import describe_validation, validate
@@ -101,6 +103,8 @@ async def _parse_body(request: Request) -> Any:
         raise BadRequest("Request body is empty")
     try:
         return jsonutil.loads(raw)
+    except jsonutil.NumberOutOfRange as err:  # valid JSON, but a value we could never store
+        raise InvalidParameters(str(err)) from err
     except (ValueError, UnicodeDecodeError) as err:
         raise BadRequest("Request body is not valid JSON") from err
 
@@ -118,9 +122,16 @@ def caller(request: Request) -> Caller:
     found = authenticate(get_store(), request.headers.get("authorization"))
     if found.is_app:
         raise Unauthorized("App tokens only open the extension endpoints (/ext/...)")
-    request.state.partner_id = found.partner_id
+    _identify(request, found)
     request.state.partner = found.partner
     return found
+
+
+def _identify(request: Request, found: Caller) -> None:
+    """Record who is calling: request.state, and the `partner` / `partner_id` keys of every later
+    log line of this request (its parties "CC*PID", never a token)."""
+    request.state.partner_id = found.partner_id
+    bind(partner=party_label(found.partner, found.partner_id), partner_id=found.partner_id)
 
 
 def app_client(request: Request) -> Caller:
@@ -129,7 +140,7 @@ def app_client(request: Request) -> Caller:
     found = authenticate(get_store(), request.headers.get("authorization"))
     if not found.is_app:
         raise Unauthorized("This endpoint is for our own apps: use an app token (ocpi-admin app)")
-    request.state.partner_id = found.partner_id
+    _identify(request, found)
     return found
 
 
@@ -138,7 +149,7 @@ def caller_or_registration(request: Request) -> Caller:
     found = authenticate(get_store(), request.headers.get("authorization"), allow_registration=True)
     if found.is_app:
         raise Unauthorized("App tokens only open the extension endpoints (/ext/...)")
-    request.state.partner_id = found.partner_id
+    _identify(request, found)
     return found
 
 
@@ -212,7 +223,13 @@ def url_without_query(request: Request) -> str:
 # ------------------------------------------------------------------ middleware
 class RequestContextMiddleware:
     """Echo X-Request-ID / X-Correlation-ID (generate when missing), refuse oversized bodies,
-    and log one line per request without personal data (no paths: they carry token uids)."""
+    and log one line per request without personal data (no paths: they carry token uids; the
+    route template instead).
+
+    Every line logged while serving the request carries request_id, correlation_id and
+    ocpi_module, and once the caller is known partner and partner_id (shared/logs.py context
+    keys); the request line adds method, route, http_status, ocpi_status and duration_ms. Served
+    by the Lambda handler, the request is also counted (shared/metrics.py `Requests`)."""
 
     def __init__(self, app: ASGIApp, module: str) -> None:
         self.app = app
@@ -225,15 +242,31 @@ class RequestContextMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
         request_id = headers.get("x-request-id") or str(uuid.uuid4())
         correlation_id = headers.get("x-correlation-id") or str(uuid.uuid4())
-        request_id, correlation_id = request_id[:64], correlation_id[:64]
+        # Cut to 64 and stripped: an echoed value ending in whitespace is an illegal header (the
+        # server would drop the connection without an answer).
+        request_id = request_id[:64].strip() or str(uuid.uuid4())
+        correlation_id = correlation_id[:64].strip() or str(uuid.uuid4())
         scope.setdefault("state", {})
         scope["state"]["request_id"] = request_id
         scope["state"]["correlation_id"] = correlation_id
+        keys = {"request_id": request_id, "correlation_id": correlation_id, "ocpi_module": self.module}
+        event = scope.get("aws.event")  # set by Mangum: we run in the Lambda handler (handler_for)
+        if isinstance(event, dict):
+            keys["apigw_request_id"] = (event.get("requestContext") or {}).get("requestId")
+        with log_context(**keys) as context:
+            try:
+                await self._serve(scope, receive, send, headers)
+            finally:
+                if event is not None:
+                    partner = context.get("partner")
+                    record_request(self.module, context.get("ocpi_status"), partner, request_id)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, headers: dict[str, str]) -> None:
         started = time.perf_counter()
         status_holder: dict[str, Any] = {"status": 500}
         extra = [
-            (b"x-request-id", request_id.encode("latin-1")),
-            (b"x-correlation-id", correlation_id.encode("latin-1")),
+            (b"x-request-id", scope["state"]["request_id"].encode("latin-1")),
+            (b"x-correlation-id", scope["state"]["correlation_id"].encode("latin-1")),
         ]
 
         async def send_wrapper(message: Message) -> None:
@@ -249,31 +282,28 @@ class RequestContextMiddleware:
             too_large = length is not None and int(length) > get_settings().max_body_bytes
         except ValueError:
             too_large = True
-        if too_large:
-            await error_response(PayloadTooLarge())(scope, receive, send_wrapper)
-        else:
+        try:
+            if too_large:
+                await error_response(PayloadTooLarge())(scope, receive, send_wrapper)
+                return
             try:
                 await self.app(scope, receive, send_wrapper)
             except Exception:
                 # Our fault, not the client's: 500 + 3000 in the envelope, details only in the log.
-                logger.exception(
-                    "unhandled error", extra={"ocpi_module": self.module, "request_id": request_id}
-                )
+                logger.exception("unhandled error")
                 if status_holder.get("started"):
                     raise
                 await error_response(ServerError("Internal server error"))(scope, receive, send_wrapper)
-        logger.info(
-            "request",
-            extra={
-                "ocpi_module": self.module,
-                "method": scope.get("method"),
-                "status": status_holder["status"],
-                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-                "request_id": request_id,
-                "correlation_id": correlation_id,
-                "partner_id": scope["state"].get("partner_id"),
-            },
-        )
+        finally:
+            logger.info(
+                "request",
+                extra={
+                    "method": scope.get("method"),
+                    "route": getattr(scope.get("route"), "path", None),
+                    "http_status": status_holder["status"],
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                },
+            )
 
 
 # ------------------------------------------------------------------ app factory
@@ -310,9 +340,23 @@ def create_app(module: str, routers: list[Any] | None = None) -> FastAPI:
 
 
 def handler_for(app: FastAPI) -> Callable:
+    """The Lambda handler of an API function: Mangum, inside the Powertools logger's Lambda context
+    (cold_start, function_request_id; correlation_id API Gateway's request id, which the
+    middleware's X-Correlation-ID replaces while a request is served; never the event itself: it
+    holds the Authorization header) and the metrics, flushed once per invocation."""
+    from aws_lambda_powertools.logging import correlation_paths
     from mangum import Mangum
 
-    return Mangum(app, lifespan="off")
+    asgi = Mangum(app, lifespan="off")
+    # Mangum logs "METHOD /path status" at INFO: paths carry token uids. Our request line replaces it.
+    logging.getLogger("mangum.http").setLevel(logging.WARNING)
+
+    @metrics.log_metrics
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return asgi(event, context)
+
+    return handler
 
 
 def partner_request(request: Request, version: str) -> Caller:

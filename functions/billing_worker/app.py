@@ -22,16 +22,14 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared.logs import logger
+from shared.logs import log_context, logger
+from shared.metrics import metrics
 from shared.services import billing
 from shared.store import get_store
-
-metrics = Metrics(namespace="OCPI")
 
 
 @lru_cache(maxsize=1)
@@ -102,14 +100,19 @@ def record_handler(record: SQSRecord, inv: _Invocation) -> str:
     return outcome
 
 
+def _with_message_id(record: SQSRecord, inv: _Invocation) -> str:
+    with log_context(message_id=record.message_id):  # on every line this record logs
+        return record_handler(record, inv)
+
+
 @metrics.log_metrics
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: bodies may hold token uids
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     inv = _Invocation(context)
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
         event=event,
-        record_handler=lambda record: record_handler(record, inv),
+        record_handler=lambda record: _with_message_id(record, inv),
         processor=processor,
         context=context,
     )

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
 from shared.errors import InvalidParameters
-from shared.logs import logger
+from shared.logs import log_context, logger
+from shared.metrics import metrics
 from shared.services import charging_profiles, commands, ingest
 from shared.store import get_store
-
-metrics = Metrics(namespace="OCPI")
 
 
 def _count(label: str) -> None:
@@ -97,11 +95,16 @@ def record_handler(record: SQSRecord) -> str:
 
 
 @metrics.log_metrics
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: bodies may hold token uids
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     # One processor per invocation (it keeps per-batch state). Never raise for a fully failed
     # batch: the same batchItemFailures answer works for one record and for all of them.
     processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     return process_partial_response(
-        event=event, record_handler=record_handler, processor=processor, context=context
+        event=event, record_handler=_with_message_id, processor=processor, context=context
     )
+
+
+def _with_message_id(record: SQSRecord) -> str:
+    with log_context(message_id=record.message_id):  # on every line this record logs
+        return record_handler(record)

@@ -22,16 +22,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from shared.errors import OcpiError
-from shared.logs import logger
+from shared.logs import log_context, logger, party_label
+from shared.metrics import metrics
 from shared.services import pull
 from shared.services.credentials import STATUS_REGISTERED
 from shared.store import get_store
 
-metrics = Metrics(namespace="OCPI")
 TIME_RESERVE_MS = 60_000
 
 
@@ -71,7 +70,7 @@ def _time_left(context: Any) -> float:
 
 
 @metrics.log_metrics
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: bodies may hold token uids
 def handler(event: Any, context: Any) -> dict[str, Any]:
     partner_id, modules, incremental = parse_event(event)
     store = get_store()
@@ -84,7 +83,9 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
                 result["skipped"].append({"partner_id": pid, "module": module})
                 continue
             try:
-                counts = pull.pull(store, pid, module, incremental=incremental)
+                # These keys also reach the lines of the client calling the partner.
+                with log_context(partner=party_label(partner, pid), partner_id=pid, ocpi_module=module):
+                    counts = pull.pull(store, pid, module, incremental=incremental)
             except OcpiError as err:
                 logger.warning(
                     "pull of a partner failed",

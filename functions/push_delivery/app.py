@@ -18,10 +18,10 @@ A background function: no FastAPI app, no HTTP server. Never logs token uids.
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
+import time
+from collections import Counter, defaultdict
 from typing import Any
 
-from aws_lambda_powertools import Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import (
     AsyncBatchProcessor,
@@ -30,11 +30,13 @@ from aws_lambda_powertools.utilities.batch import (
 )
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-from shared.logs import logger
+from shared.logs import bind, log_context, logger
+from shared.metrics import emit, metrics
 from shared.services import push
 from shared.store import get_store
 
-metrics = Metrics(namespace="OCPI")
+# Outcomes that sent something to the partner (push.deliver's labels): their lag is measured.
+SENT = frozenset({"put", "patch", "post", "delete"})
 
 
 class _Batch:
@@ -46,6 +48,7 @@ class _Batch:
         self.settings = push.PushSettings.from_env()
         self.locks: dict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._partners: dict[str, dict[str, Any] | None] = {}
+        self.outcomes: Counter[str] = Counter()
 
     def partner(self, partner_id: str) -> dict[str, Any] | None:
         if partner_id not in self._partners:
@@ -76,6 +79,8 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
         )
         _metric("PushRejected")
         return "rejected"
+    # Every later line of this record (the client's calls included) names the object and partner.
+    bind(**delivery.log_fields())
     attempt = int(record.attributes.approximate_receive_count or 1)
     async with batch.locks[delivery.partner_id]:
         # Worst case of one delivery: a PATCH and its PUT fallback, each up to the read timeout.
@@ -120,20 +125,41 @@ async def record_handler(record: SQSRecord, batch: _Batch) -> str:
             if attempt >= batch.settings.max_attempts:  # to the DLQ: do not leave the mark behind
                 await asyncio.to_thread(push.give_up, batch.store, delivery)
             raise
-    logger.info("push delivered", extra={**delivery.log_fields(), "outcome": label, "attempt": attempt})
-    _metric(f"Push{label.capitalize()}")
+    lag = _lag_seconds(record) if label in SENT and not delivery.timeout_check else None
+    logger.info("push delivered", extra={"outcome": label, "attempt": attempt, "lag_s": lag})
+    batch.outcomes[label] += 1
+    if lag is not None:
+        metrics.add_metric(name="PushLagSeconds", unit=MetricUnit.Seconds, value=lag)
     return label
 
 
+def _lag_seconds(record: SQSRecord) -> float | None:
+    """Age of the message when its delivery succeeded (queued by the fan-out, or a follow-up):
+    queue wait, retries and the call itself. Command timeout checks are delayed on purpose: not
+    measured."""
+    try:
+        sent_ms = int(record.attributes.sent_timestamp)
+    except (TypeError, ValueError):
+        return None
+    return round(max(0.0, time.time() - sent_ms / 1000), 3)
+
+
 @metrics.log_metrics
-@logger.inject_lambda_context
+@logger.inject_lambda_context(log_event=False)  # never the event: bodies may hold token uids
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     batch = _Batch(context)
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     async def handle(record: SQSRecord) -> str:
-        return await record_handler(record, batch)
+        with log_context(message_id=record.message_id):  # this record's task only
+            return await record_handler(record, batch)
 
-    return async_process_partial_response(
-        event=event, record_handler=handle, processor=processor, context=context
-    )
+    try:
+        return async_process_partial_response(
+            event=event, record_handler=handle, processor=processor, context=context
+        )
+    finally:
+        # One line per outcome and invocation (PushDelivered{outcome=put|patch|...|skipped|gone}):
+        # a flush of `metrics` has one dimension set for all its metrics.
+        for outcome, n in sorted(batch.outcomes.items()):
+            emit("PushDelivered", n, outcome=outcome)
