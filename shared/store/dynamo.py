@@ -101,7 +101,11 @@ class DynamoStore:
             pending = {self.table: requests[i : i + 25]}
             attempt = 0
             while pending:
-                resp = self.client.batch_write_item(RequestItems=pending, **_CAP)
+                try:
+                    resp = self.client.batch_write_item(RequestItems=pending, **_CAP)
+                except BotoClientError as err:
+                    _raise_throttle(err)  # throttled after botocore's retries: 503, retryable
+                    raise
                 pending = resp.get("UnprocessedItems") or {}
                 if pending:
                     attempt += 1
@@ -197,8 +201,26 @@ class DynamoStore:
             raise
         result = WriteResult.UPDATED if resp.get("Attributes") else WriteResult.CREATED
         if children is not None:
-            self._replace_children(pk, children, existed=result is WriteResult.UPDATED, manifest=manifest)
+            try:
+                self._replace_children(pk, children, existed=result is WriteResult.UPDATED, manifest=manifest)
+            except Exception:
+                # Children not written (throttling): the header goes back to what it was, so nobody
+                # reads the new header with the old (or no) children; the sender's retry of the PUT
+                # writes the whole object. (Beyond 24 children, earlier batches may stay replaced.)
+                self._restore_header(item, resp.get("Attributes"))
+                raise
         return result
+
+    def _restore_header(self, item: dict[str, Any], old: dict[str, Any] | None) -> None:
+        """Undo a header put whose children failed, unless a newer write replaced it meanwhile."""
+        cond = {"ConditionExpression": "lu = :lu", "ExpressionAttributeValues": {":lu": {"S": item["lu"]}}}
+        try:
+            if old:
+                self._call("put_item", Item=old, **cond)
+            else:
+                self._call("delete_item", Key={"PK": {"S": item["PK"]}, "SK": {"S": keys.HEADER_SK}}, **cond)
+        except (BotoClientError, ServiceUnavailable):
+            pass  # a newer write won, or storage is still busy: the sender's retry converges
 
     @staticmethod
     def _header_item(
@@ -633,7 +655,11 @@ class DynamoStore:
             pending: dict = {self.table: {"Keys": keys_[i : i + 100]}}
             attempt = 0
             while pending:
-                resp = self.client.batch_get_item(RequestItems=pending, **_CAP)
+                try:
+                    resp = self.client.batch_get_item(RequestItems=pending, **_CAP)
+                except BotoClientError as err:
+                    _raise_throttle(err)
+                    raise
                 out.extend(resp.get("Responses", {}).get(self.table, []))
                 pending = resp.get("UnprocessedKeys") or {}
                 if pending:

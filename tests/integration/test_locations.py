@@ -1,6 +1,7 @@
 """Locations module over HTTP (the function's FastAPI app), on the memory store and on DynamoDB
 (moto): receiver interface with every official example, EVSE/connector levels, PATCH rules,
-out-of-order updates, isolation between partners, and the sender interface with pagination."""
+out-of-order updates, and the sender interface with pagination. Isolation between partners:
+tests/integration/test_isolation_matrix.py."""
 
 from __future__ import annotations
 
@@ -175,34 +176,6 @@ def test_out_of_order_updates_never_overwrite_newer_data(env) -> None:
     older_put = dict(loc, name="old name", last_updated="2000-01-01T00:00:00Z")
     assert "newer" in put(env, older_put).json()["status_message"]
     assert env["api"].get(_url(loc), headers=env["a"]).json()["data"]["name"] == loc["name"]
-
-
-def test_isolation_between_partners(env) -> None:
-    loc = _loc()
-    put(env, loc)
-    # B addresses A's party: 404 for every verb and level, nothing written.
-    for method, path, body in [
-        ("get", _url(loc), None),
-        ("get", _url(loc, loc["evses"][0]["uid"]), None),
-        ("put", _url(loc), dict(loc, name="hijack")),
-        ("patch", _url(loc), {"name": "hijack", "last_updated": "2040-01-01T00:00:00Z"}),
-        (
-            "patch",
-            _url(loc, loc["evses"][0]["uid"]),
-            {"status": "OUTOFORDER", "last_updated": "2040-01-01T00:00:00Z"},
-        ),
-    ]:
-        kwargs = {"json": body} if body is not None else {}
-        resp = getattr(env["api"], method)(path, headers=env["b"], **kwargs)
-        assert resp.status_code == 404, (method, path)
-    # B uses its own party in the URL but A's in the body: 2001.
-    resp = env["api"].put(f"{RX}/DE/BBB/{loc['id']}", json=loc, headers=env["b"])
-    assert resp.json()["status_code"] == 2001
-    # B cannot read A's location through its own party either.
-    assert env["api"].get(f"{RX}/DE/BBB/{loc['id']}", headers=env["b"]).status_code == 404
-    assert env["api"].get(_url(loc), headers=env["a"]).json()["data"] == loc
-    # Received locations never show on our sender interface.
-    assert env["api"].get(TX, headers=env["a"]).json()["data"] == []
 
 
 def _own(i: int, minute: int) -> dict:
