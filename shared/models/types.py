@@ -214,7 +214,10 @@ def parse_datetime(value: str) -> datetime:
         )
     except ValueError as exc:
         raise ValueError(f"invalid DateTime {value!r}: {exc}") from None
-    return dt.astimezone(UTC)
+    try:
+        return dt.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+02:00 is before year 1 in UTC
+        raise ValueError(f"DateTime {value!r} is out of range in UTC") from None
 
 
 def _as_utc(dt: datetime) -> datetime:

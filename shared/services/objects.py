@@ -85,7 +85,10 @@ def path_id(value: str, name: str, length: int = 36) -> str:
 
 
 def party_from_path(country_code: str, party_id: str) -> tuple[str, str]:
-    return path_id(country_code, "country_code", 2), path_id(party_id, "party_id", 3)
+    cc, pid = path_id(country_code, "country_code", 2), path_id(party_id, "party_id", 3)
+    if len(cc) != 2 or len(pid) != 3:  # a party is always exactly 2 + 3 characters
+        raise InvalidParameters("Invalid country_code or party_id in the URL: 2 and 3 characters")
+    return cc, pid
 
 
 def check_party(who: Caller, kind: ObjectKind, country_code: str, party_id: str) -> None:
