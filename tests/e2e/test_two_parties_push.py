@@ -302,7 +302,7 @@ def test_outage_backlog_is_coalesced_to_one_call_per_object(pair, failing_partne
             pending.pop(0)
         return not pending
 
-    assert wait_for(converged, timeout=45), f"{len(pending)} not at the eMSP, e.g. {pending[:5]}"
+    assert wait_for(converged, timeout=90), f"{len(pending)} not at the eMSP, e.g. {pending[:5]}"
     assert wait_for(lambda: only_failing_partner_left(cpo), timeout=20)
     # ... which is the CPO's own state.
     listed = listed_by_cpo(pair)
