@@ -6,7 +6,8 @@ The job's units run one after the other in this process (the queue is a list: SQ
 measures), as the worker would run them. Printed: slices (and splits), wall time of the slices and
 of the merge, CDRs per second, DynamoDB requests and consumed capacity per 1000 CDRs, S3 requests.
 
-Moto's own costs dominate unless its hot spots get a fast path (``--moto-as-is`` leaves them):
+Moto's own costs dominate unless its hot spots get a fast path (bench/motofast.py; ``--moto-as-is``
+leaves them):
 moto 5.2 answers an index Query by walking every item of the table, sorting the partition with
 Python-level comparisons and sizing every item of it (O(table) per request: ~5 s at 100,000 items),
 converts the whole item to
@@ -20,14 +21,12 @@ request (0.5 or 1 unit); "estimated RCU" prices what the job reads by item size 
 (eventually consistent: 0.5 unit per 4 KB per Query page).
 
     python bench/bench_billing.py [--cdrs 100000] [--slice-hours 6] [--slice-max 50000] [--moto-as-is]
+        [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
-import bisect
-import json
 import os
 import time
 from collections import Counter
@@ -35,156 +34,12 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from common import moto_stack
+import motofast
+from common import add_json_option, moto_stack, row, write_json
 
 PARTNER = "bench-partner"
 PERIOD = "2026-10"
 TZ = "Europe/Amsterdam"
-
-
-def speed_up_moto() -> None:
-    """The two fast paths described in the module docstring (same results, native speed)."""
-    from moto.dynamodb import responses
-    from moto.dynamodb.models import table
-
-    def sorted_items(self: Any, hash_key_attrs: list, range_key_attrs: list, items: list) -> list:
-        attrs = self._generate_attr_to_sort_by(hash_key_attrs, range_key_attrs)
-
-        def key(item: Any) -> tuple:
-            out = []
-            for name in attrs:
-                value = item.attrs.get(name)
-                out.append(
-                    (0, "") if value is None else (1, value.cast_value if value.type == "N" else value.value)
-                )
-            return tuple(out)
-
-        items.sort(key=key)
-        return items
-
-    table.Table.sorted_items = sorted_items
-
-    from moto.dynamodb.models import dynamo_type
-
-    def size(self: Any) -> int:  # every Query sizes every item of the partition: once per item here
-        cached = self.__dict__.get("_bench_size")
-        if cached is None:
-            cached = self.__dict__["_bench_size"] = sum(
-                dynamo_type.bytesize(k) + v.size() for k, v in self.attrs.items()
-            )
-        return cached
-
-    original_project = dynamo_type.Item.project
-
-    def project(self: Any, projection_expressions: list) -> Any:  # walk the paths, copy the leaves
-        if any(
-            not isinstance(part, str) or part.startswith("[") for e in projection_expressions for part in e
-        ):
-            return original_project(self, projection_expressions)
-        result: dict[str, Any] = {}
-        for expr in projection_expressions:
-            node = self.attrs.get(expr[0])
-            for part in expr[1:]:
-                node = node.value.get(part) if node is not None and node.type == "M" else None
-            if node is None:
-                continue
-            target = result
-            for part in expr[:-1]:
-                target = target.setdefault(part, {"M": {}})["M"]
-            target[expr[-1]] = node.to_regular_json()
-        return dynamo_type.Item(hash_key=self.hash_key, range_key=self.range_key, attrs=result)
-
-    dynamo_type.Item.size = size
-    dynamo_type.Item.project = project
-
-    # An index Query walks every item of the table to find its partition: group the items by index
-    # key once, until a write touches an indexed item.
-    from moto.dynamodb.models import DynamoDBBackend
-
-    def indexed(attrs: Any) -> bool:
-        return any(name.startswith("GSI") and name.endswith("PK") for name in attrs)
-
-    def bump(tbl: Any) -> None:
-        tbl.__dict__["_bench_version"] = tbl.__dict__.get("_bench_version", 0) + 1
-
-    original_put, original_delete = table.Table.put_item, table.Table.delete_item
-
-    def put_item(self: Any, item_attrs: dict, *args: Any, **kwargs: Any) -> Any:
-        if indexed(item_attrs):
-            bump(self)
-        return original_put(self, item_attrs, *args, **kwargs)
-
-    def delete_item(self: Any, *args: Any, **kwargs: Any) -> Any:
-        bump(self)
-        return original_delete(self, *args, **kwargs)
-
-    original_update = DynamoDBBackend.update_item
-
-    def update_item(self: Any, table_name: str, *args: Any, **kwargs: Any) -> Any:
-        item = original_update(self, table_name, *args, **kwargs)
-        if indexed(item.attrs):
-            bump(self.get_table(table_name))
-        return item
-
-    original_query = table.Table.query
-    original_all_items = table.Table.all_items
-
-    def query(self: Any, *args: Any, **kwargs: Any) -> Any:
-        conditions = kwargs.get("hash_key_conditions") or []
-        index_name = kwargs.get("index_name", args[7] if len(args) > 7 else None)
-        if not index_name or len(conditions) != 1:
-            return original_query(self, *args, **kwargs)
-        attr, value = conditions[0]
-        index = self.get_index(index_name)
-        range_attr = next((k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"), None)
-        cache = self.__dict__.setdefault("_bench_partitions", {})
-        version = self.__dict__.get("_bench_version", 0)
-        if cache.get(("version", index_name)) != version:
-            groups: dict[Any, list] = {}
-            for item in original_all_items(self):
-                v = item.attrs.get(attr)
-                if v is not None and (range_attr is None or range_attr in item.attrs):
-                    groups.setdefault(v.value, []).append(item)
-            for items in groups.values():
-                sorted_items(self, [attr, self.hash_key_attr], [range_attr, self.range_key_attr], items)
-            cache[("version", index_name)] = version
-            cache[("groups", index_name)] = {
-                k: (items, [i.attrs[range_attr].value if range_attr else "" for i in items])
-                for k, items in groups.items()
-            }
-        items, range_values = cache[("groups", index_name)].get(value.value, ([], []))
-        comparison, objs = (args[1], args[2]) if len(args) > 2 else (None, None)
-        if comparison == "BETWEEN" and range_attr and objs:
-            low = bisect.bisect_left(range_values, objs[0].value)
-            high = bisect.bisect_right(range_values, objs[1].value)
-            items = items[low:high]
-        self.all_items = lambda: list(items)
-        self.sorted_items = lambda hash_attrs, range_attrs, found: found  # already in index order
-        try:
-            return original_query(self, *args, **kwargs)
-        finally:
-            del self.all_items
-            del self.sorted_items
-
-    table.Table.put_item = put_item
-    table.Table.delete_item = delete_item
-    DynamoDBBackend.update_item = update_item
-    table.Table.query = query
-    original = responses.DynamoResult.execute_result
-
-    def execute_result(self: Any, context: Any) -> Any:
-        body = self.result
-        if not isinstance(body, dict) or not ({"Items", "Item", "Attributes", "Responses"} & set(body)):
-            return original(self, context)
-
-        def default(value: Any) -> Any:
-            if isinstance(value, bytes):
-                return base64.b64encode(value).decode()
-            raise TypeError(type(value).__name__)
-
-        return 200, {"Content-Type": "application/x-amz-json-1.0"}, json.dumps(body, default=default)
-
-    responses.DynamoResult.execute_result = execute_result
 
 
 def item_size(value: Any) -> int:
@@ -319,9 +174,10 @@ def main() -> None:
     parser.add_argument("--slice-hours", type=int, default=6)
     parser.add_argument("--slice-max", type=int, default=50_000)
     parser.add_argument("--moto-as-is", action="store_true", help="without the two moto fast paths")
+    add_json_option(parser)
     args = parser.parse_args()
     if not args.moto_as_is:
-        speed_up_moto()
+        motofast.install()
     with moto_stack() as (store, names):
         import boto3
 
@@ -344,6 +200,7 @@ def main() -> None:
 
         t0 = time.perf_counter()
         credits, sessions, cdr_bytes = seed(store, args.cdrs)
+        seeded = time.perf_counter() - t0
         print(
             f"seeded {args.cdrs} CDRs ({credits} credits) and {sessions} sessions in "
             f"{time.perf_counter() - t0:.0f} s (BatchWriteItem)",
@@ -402,6 +259,43 @@ def main() -> None:
         )
         print(f"S3 requests: {dict(sorted(s3_calls.calls.items()))}")
         print(f"discrepancies: {record['discrepancies']}")
+    n = args.cdrs
+    ops = ", ".join(f"{op} {count * 1000 / n:.1f}" for op, count in sorted(usage.requests.items()))
+    summary = [
+        row(
+            "billing slice throughput",
+            round(n / times["slices"]),
+            "CDRs/s",
+            f"{n} CDRs of one partner in a month, {slices} slices, one worker (moto in-process)",
+        ),
+        row("billing whole job", round(n / wall), "CDRs/s", f"slices and the merge: {wall:.1f} s"),
+        row(
+            "billing DynamoDB per 1000 CDRs",
+            f"{usage.total_requests * 1000 / n:.1f} / {usage.read_units * 1000 / n:.1f} / "
+            f"{usage.write_units * 1000 / n:.1f}",
+            "req / RCU / WCU",
+            f"{ops}; moto's constant capacity per request",
+        ),
+        row(
+            "billing estimated RCU per 1000 CDRs",
+            round(estimated * 1000 / n, 1),
+            "RCU",
+            f"priced by item size as DynamoDB would ({cdr_bytes / n:.0f} B per CDR, read {factor:.2f} times)",
+        ),
+    ]
+    details = {
+        "cdrs": n,
+        "seed_s": seeded,
+        "slices": slices,
+        "splits": len(final.split),
+        "wall_s": wall,
+        "slices_s": times["slices"],
+        "merge_s": times["merge"],
+        "dynamodb": usage.as_dict(),
+        "s3": dict(s3_calls.calls),
+        "moto_fast_paths": not args.moto_as_is,
+    }
+    write_json(args.json, "bench_billing", summary, details)
 
 
 if __name__ == "__main__":

@@ -4,17 +4,16 @@ Measured through the real handlers (FastAPI apps) with the DynamoDB client's own
 (shared.store.meter): a partner's registration (POST credentials, server side), our registration
 with a partner (client side), token rotation, and authenticated requests cold vs warm.
 
-    .venv/bin/python bench/bench_dynamodb_requests.py
+    .venv/bin/python bench/bench_dynamodb_requests.py [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import importlib.util
-import json
-import sys
 
-from common import ROOT, moto_stack
+from common import ROOT, add_json_option, moto_stack, row, write_json
 
 
 def _app(name: str):
@@ -96,10 +95,21 @@ def run() -> list[dict]:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    add_json_option(parser)
+    args = parser.parse_args()
     rows = run()
-    if "--json" in sys.argv:
-        print(json.dumps(rows))
-        return
+    summary = [
+        row(
+            f"DynamoDB: {r['operation']}",
+            f"{r['requests']:g} / {r['read_units']:g} / {r['write_units']:g}",
+            "req / RCU / WCU",
+            (", ".join(f"{k} {v:g}" for k, v in sorted(r["by_operation"].items())) or "no DynamoDB request")
+            + (" (total of 10)" if "mean of 10" in r["operation"] and r["by_operation"] else ""),
+        )
+        for r in rows
+    ]
+    write_json(args.json, "bench_dynamodb_requests", summary, rows)
     print("DynamoDB requests and consumed capacity per operation (moto)")
     for r in rows:
         ops = ", ".join(f"{k} {v}" for k, v in sorted(r["by_operation"].items()))

@@ -5,7 +5,7 @@
 3. Full crawl through our Link headers (sender GET, limit 100) of N1 vs N2 locations: read
    requests, read units and wall time, each as a ratio (goal: linear, i.e. ratio ~ N2/N1).
 
-    .venv/bin/python bench/bench_locations.py [--small 10000 --large 100000]
+    .venv/bin/python bench/bench_locations.py [--small 1000 --large 4000] [--json PATH]
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import json
 import time
 from datetime import UTC, datetime, timedelta
 
-from common import EXAMPLES, ROOT, moto_stack
+from common import EXAMPLES, ROOT, add_json_option, moto_stack, row, usage_text, write_json
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
@@ -50,7 +50,9 @@ def main() -> None:
     # our request count; the defaults keep the run to a few minutes.
     parser.add_argument("--small", type=int, default=1000)
     parser.add_argument("--large", type=int, default=4000)
+    add_json_option(parser)
     args = parser.parse_args()
+    summary: list[dict] = []
 
     from fastapi.testclient import TestClient
 
@@ -79,12 +81,28 @@ def main() -> None:
                 f"  {n:>4} EVSEs: {u.total_requests} requests ({dict(u.requests)}), "
                 f"write units {u.write_units:.1f}, read units {u.read_units:.1f}"
             )
+            summary.append(
+                row(
+                    f"EVSE status PATCH, location of {n} EVSEs",
+                    usage_text(u),
+                    "req / RCU / WCU",
+                    f"one EVSE's status; must not grow with the location's size: {dict(u.requests)}",
+                )
+            )
             METER.reset()
             locations.get_own(store, loc["id"])
             u = METER.reset()
             print(
                 f"        GET location by id: {u.total_requests} request(s) ({dict(u.requests)}), "
                 f"read units {u.read_units:.1f}"
+            )
+            summary.append(
+                row(
+                    f"GET location by id, {n} EVSEs",
+                    usage_text(u),
+                    "req / RCU / WCU",
+                    f"the whole location with its EVSEs: {dict(u.requests)}",
+                )
             )
             store.delete(locations.objects.ref_of(locations.KIND, "NL", "CPO", loc["id"]))
 
@@ -125,6 +143,33 @@ def main() -> None:
             f"ratios large/small: objects {s2 / s1:.2f}, requests {r2 / r1:.2f}, "
             f"read units {u2 / u1:.2f}, wall time {w2 / w1:.2f}"
         )
+        linear = f"linear when equal to the objects ratio {s2 / s1:.2f} ({s1} -> {s2} locations)"
+        summary += [
+            row(
+                "crawl requests, large/small", round(r2 / r1, 2), "ratio", f"{r1} -> {r2} requests; {linear}"
+            ),
+            row(
+                "crawl read units, large/small",
+                round(u2 / u1, 2),
+                "ratio",
+                f"{u1:.0f} -> {u2:.0f} RCU; {linear}",
+            ),
+            row(
+                "crawl wall time, large/small",
+                round(w2 / w1, 2),
+                "ratio",
+                f"{w1:.1f} -> {w2:.1f} s on moto, whose Query also walks the whole table",
+            ),
+        ]
+    write_json(
+        args.json,
+        "bench_locations",
+        summary,
+        {
+            str(n): dict(zip(("requests", "read_units", "wall_s", "seen"), v, strict=True))
+            for n, v in results.items()
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -10,17 +10,18 @@ Baseline: what a "sum quantity x price" pricer does over the same CDRs in Decima
 first element's price per dimension times the volume; no restrictions, no step_size, no VAT rules,
 no min/max. Printed as a ratio: the cost of being exact.
 
-    .venv/bin/python bench/bench_pricing.py
+    .venv/bin/python bench/bench_pricing.py [--cdrs 2000] [--rounds 3] [--json PATH]
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
-import common  # noqa: F401  (sys.path and a quiet environment)
+from common import add_json_option, row, write_json  # (also: sys.path and a quiet environment)
 
 from shared.pricing import compile_tariff, price_cdr
 
@@ -75,10 +76,10 @@ def tariffs(rng: random.Random) -> list[dict]:
     return out
 
 
-def cdrs(rng: random.Random) -> list[dict]:
+def cdrs(rng: random.Random, n: int = N_CDRS) -> list[dict]:
     out = []
     base = datetime(2026, 3, 1, tzinfo=UTC)
-    for i in range(N_CDRS):
+    for i in range(n):
         start = base + timedelta(minutes=rng.randrange(60 * 24 * 60))
         at = start
         periods = []
@@ -123,14 +124,19 @@ def naive(cdr: dict, tariff: dict) -> Decimal:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--cdrs", type=int, default=N_CDRS)
+    parser.add_argument("--rounds", type=int, default=ROUNDS, help="the best of this many rounds counts")
+    add_json_option(parser)
+    args = parser.parse_args()
     rng = random.Random(8)
     raw_tariffs = tariffs(rng)
     compiled = [compile_tariff(t) for t in raw_tariffs]
-    mix = [(cdr, i % len(raw_tariffs)) for i, cdr in enumerate(cdrs(rng))]
+    mix = [(cdr, i % len(raw_tariffs)) for i, cdr in enumerate(cdrs(rng, args.cdrs))]
     periods = sum(len(c["charging_periods"]) for c, _ in mix)
 
     best_exact = best_naive = float("inf")
-    for _ in range(ROUNDS):
+    for _ in range(args.rounds):
         t0 = time.perf_counter()
         for cdr, t in mix:
             price_cdr(cdr, compiled[t], time_zone="Europe/Amsterdam")
@@ -142,7 +148,7 @@ def main() -> None:
 
     print(
         f"CDRs: {len(mix)}, charging periods: {periods} "
-        f"(mean {periods / len(mix):.1f} per CDR), best of {ROUNDS}"
+        f"(mean {periods / len(mix):.1f} per CDR), best of {args.rounds}"
     )
     print(f"{'pricer':<34} {'CDRs/s':>10} {'periods/s':>12} {'us/CDR':>8}")
     for label, seconds in (
@@ -154,6 +160,29 @@ def main() -> None:
             f" {seconds / len(mix) * 1e6:>8.0f}"
         )
     print(f"ratio engine / naive time: {best_exact / best_naive:.2f}x (the cost of being exact)")
+    mix_text = f"{len(mix)} CDRs, mean {periods / len(mix):.1f} periods, 1-4 restricted elements"
+    summary = [
+        row(
+            "pricing engine throughput",
+            round(len(mix) / best_exact),
+            "CDRs/s",
+            f"every rule, exact; {mix_text}",
+        ),
+        row(
+            "naive pricer throughput",
+            round(len(mix) / best_naive),
+            "CDRs/s",
+            "sum quantity x price, no rules",
+        ),
+        row(
+            "pricing engine / naive time",
+            round(best_exact / best_naive, 2),
+            "ratio",
+            "the cost of being exact (lower is better)",
+        ),
+    ]
+    details = {"cdrs": len(mix), "periods": periods, "engine_s": best_exact, "naive_s": best_naive}
+    write_json(args.json, "bench_pricing", summary, details)
 
 
 if __name__ == "__main__":

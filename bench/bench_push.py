@@ -7,7 +7,7 @@ queues, against a receiver on loopback (tests/receiver_stub.py).
 2. Deliveries per second of the delivery handler (batches of 10 from the real queue) to one
    partner and to 10 partners, with the DynamoDB requests per delivery.
 
-    python bench/bench_push.py [--deliveries 200]
+    python bench/bench_push.py [--deliveries 200] [--json PATH]
 """
 
 from __future__ import annotations
@@ -15,13 +15,15 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import sys
 import time
 from collections import Counter
 from typing import Any
 
-from common import ROOT, moto_stack
+from common import ROOT, add_json_option, moto_stack, row, write_json
 
 PARTNER_COUNTS = (1, 10, 50)
+MAX_ROUNDS = 20  # redelivery rounds of the delivery throughput run before it gives up
 
 
 def load_handler(name: str) -> Any:
@@ -101,7 +103,8 @@ def sqs_event(bodies: list[tuple[str, str, str]], arn: str) -> dict[str, Any]:
                 "messageId": mid,
                 "receiptHandle": handle,
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
+                # As SQS sends them (the delivery function reports the queue lag from SentTimestamp).
+                "attributes": {"ApproximateReceiveCount": "1", "SentTimestamp": str(int(time.time() * 1000))},
                 "messageAttributes": {},
                 "eventSource": "aws:sqs",
                 "eventSourceARN": arn,
@@ -137,7 +140,10 @@ def drain(sqs: Any, url: str) -> list[tuple[str, str, str]]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--deliveries", type=int, default=200)
+    add_json_option(parser)
     args = parser.parse_args()
+    summary: list[dict] = []
+    details: dict[str, Any] = {"fanout": [], "delivery": []}
 
     import os
 
@@ -182,6 +188,24 @@ def main() -> None:
                 usage, calls = METER.reset(), counter.reset()
                 drain(sqs, names["PushDeliveryQueue"])
                 rows[(n, batch)] = usage.total_requests / batch
+                details["fanout"].append(
+                    {
+                        "partners": n,
+                        "batch": batch,
+                        "ddb_requests_per_change": usage.total_requests / batch,
+                        "ddb_wcu_per_change": usage.write_units / batch,
+                        "sqs_requests_per_change": sum(calls.values()) / batch,
+                    }
+                )
+                if batch == 1 or n == PARTNER_COUNTS[-1]:
+                    summary.append(
+                        row(
+                            f"push fan-out to {n} partners, batch of {batch}",
+                            f"{usage.total_requests / batch:.2f} / {sum(calls.values()) / batch:.2f}",
+                            "DynamoDB / SQS req per change",
+                            "cost of one own change fanned out (partner list read once per batch)",
+                        )
+                    )
                 print(
                     f"{n:>8} {batch:>5} {usage.total_requests / batch:>15.2f} "
                     f"{usage.write_units / batch:>15.2f} {sum(calls.values()) / batch:>15.2f}"
@@ -189,6 +213,14 @@ def main() -> None:
         print(
             f"ratio of DynamoDB requests per change, 50 vs 1 partners (batch 1): "
             f"{rows[(50, 1)] / rows[(1, 1)]:.2f} (partners x50)"
+        )
+        summary.append(
+            row(
+                "push fan-out DynamoDB cost, 50 vs 1 partners",
+                round(rows[(50, 1)] / rows[(1, 1)], 2),
+                "ratio",
+                "requests per change with 50x the partners (1.00 = independent of the partner count)",
+            )
         )
 
         print()
@@ -209,7 +241,11 @@ def main() -> None:
             started = time.perf_counter()
             retried = 0
             pending = messages
+            rounds = 0
             while pending:
+                rounds += 1
+                if rounds > MAX_ROUNDS:
+                    raise SystemExit(f"{len(pending)} deliveries still failing after {MAX_ROUNDS} rounds")
                 again = []
                 for i in range(0, len(pending), 10):
                     chunk = pending[i : i + 10]
@@ -222,6 +258,8 @@ def main() -> None:
                 # item): such a delivery fails and is redelivered, as SQS would.
                 retried += len(again)
                 pending = again
+                if again:
+                    print(f"  round {rounds}: {len(again)} to redeliver", file=sys.stderr, flush=True)
             seconds = time.perf_counter() - started
             usage = METER.reset()
             total = len(messages)
@@ -229,7 +267,25 @@ def main() -> None:
                 f"{n_partners:>8} {total:>10} {seconds:>8.2f} {total / seconds:>10.1f} "
                 f"{usage.total_requests / total:>17.2f}  (redelivered after a moto race: {retried})"
             )
+            details["delivery"].append(
+                {
+                    "partners": n_partners,
+                    "deliveries": total,
+                    "seconds": seconds,
+                    "ddb_requests_per_delivery": usage.total_requests / total,
+                    "redelivered": retried,
+                }
+            )
+            summary.append(
+                row(
+                    f"push deliveries to {n_partners} partner(s)",
+                    f"{total / seconds:.1f} / {usage.total_requests / total:.2f}",
+                    "per s / DynamoDB req each",
+                    "delivery function to a loopback receiver, batches of 10 (moto in-process)",
+                )
+            )
         print("(moto in-process: DynamoDB latency is moto's; per-delivery request counts are exact)")
+    write_json(args.json, "bench_push", summary, details)
 
 
 if __name__ == "__main__":
