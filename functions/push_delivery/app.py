@@ -139,7 +139,7 @@ def _lag_seconds(record: SQSRecord) -> float | None:
     measured."""
     try:
         sent_ms = int(record.attributes.sent_timestamp)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, KeyError):  # a record without SentTimestamp (tests, replays)
         return None
     return round(max(0.0, time.time() - sent_ms / 1000), 3)
 

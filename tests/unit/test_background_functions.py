@@ -45,3 +45,22 @@ def test_background_function_does_not_import_fastapi(name: str, path: Path) -> N
         check=True,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == [], name
+
+
+def test_push_lag_is_none_for_a_record_without_sent_timestamp() -> None:
+    """A delivered record without SentTimestamp (sample events, replays) is still a delivery: the lag
+    is unknown, not an error that would redeliver it forever."""
+    import importlib.util
+    import time
+
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+    path = ROOT / "functions/push_delivery/app.py"
+    spec = importlib.util.spec_from_file_location("push_delivery_app", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module._lag_seconds(SQSRecord({"messageId": "m", "body": "{}", "attributes": {}})) is None
+    sent = str(int(time.time() * 1000) - 5000)
+    record = SQSRecord({"messageId": "m", "body": "{}", "attributes": {"SentTimestamp": sent}})
+    lag = module._lag_seconds(record)
+    assert lag is not None and 4.0 <= lag < 60
