@@ -9,7 +9,7 @@ SAM_VENV := .venv-sam
 SAM_STAMP := $(SAM_VENV)/.installed
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: install run test lint unit integration e2e validate bench build fuzz load audit clean
+.PHONY: install run test lint unit integration e2e validate cfn-lint sam-validate bench build fuzz load audit clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ $(SAM_STAMP):
 	@touch $(SAM_STAMP)
 
 ## template checks, offline: cfn-lint and sam validate --lint
-validate: $(STAMP) $(SAM_STAMP)
+validate: cfn-lint sam-validate
+
+cfn-lint: $(STAMP)
 	$(VENV)/bin/cfn-lint template.yaml
+
+sam-validate: $(STAMP) $(SAM_STAMP)
 	AWS_DEFAULT_REGION=eu-west-1 $(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
 
 ## make run: the whole API on 127.0.0.1 (PORT, default 8080) with an embedded moto AWS
@@ -36,7 +40,9 @@ run: $(STAMP)
 	$(PY) -m shared.local.stack
 
 ## make test: lint, template checks, unit, integration (moto) and end-to-end tests
-test: $(STAMP) validate audit
+# The template checks and the audit are single-threaded and partly network: run side by side.
+test: $(STAMP) $(SAM_STAMP)
+	$(MAKE) --no-print-directory -j3 cfn-lint sam-validate audit
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -n 2 --dist loadfile --ignore=tests/e2e/test_fuzz.py
 	# schemathesis gives every case of an operation the same node id: xdist would run one of them.
