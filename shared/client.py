@@ -61,6 +61,9 @@ MAX_BODY_BYTES = 10 * 1024 * 1024
 #: Longest wait a ``Retry-After`` header can impose between two attempts (seconds).
 RETRY_AFTER_CAP = 5.0
 _CHUNK = 64 * 1024
+# Retry jitter from the OS, not the module-level Mersenne Twister: environments restored from one
+# SnapStart snapshot would otherwise all draw the same sequence (and retry in step).
+_JITTER = random.SystemRandom()
 
 # urllib3's connection pool logs every request line, query string and token uids included, at DEBUG.
 # Keep it quiet unless someone configured that logger explicitly (botocore shares it: no loss there).
@@ -415,7 +418,7 @@ class OcpiClient:
                     delay = err.retry_after
                 else:
                     delay = self.backoff * 2**attempt
-                    delay += random.uniform(0, delay * 0.1)  # retry jitter, no secret  # nosec B311
+                    delay += _JITTER.uniform(0, delay * 0.1)  # retry jitter, no secret
                 self._sleep(delay)
                 attempt += 1
 
